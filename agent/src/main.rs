@@ -1,0 +1,3 @@
+fn main() {
+    eprintln!("stagehand-agent: not wired yet");
+}

@@ -1,0 +1,45 @@
+//! The uplink protocol: authenticated, self-synchronising frames over any byte stream.
+//!
+//! Specified byte by byte in `docs/protocol.md`. Layers, bottom up:
+//! - [`cobs`]: byte stuffing so that `0x00` only ever delimits frames;
+//! - [`frame`]: frame layout, CRC, HMAC; [`frame::Decoder`] splits a noisy byte stream
+//!   into console text, good frames and rejected frames;
+//! - [`sender`] / [`receiver`]: sans-IO state machines that move ordered byte streams
+//!   (stream id + offset) reliably: acknowledgements, retransmission, resume, repetition
+//!   on one-way links, frame size adapted to the observed error rate;
+//! - [`uplink`]: the agent's thread that drives a [`sender::Sender`] over a [`Transport`];
+//! - [`linesim`]: a simulated serial line (baud rate, faults) for tests and benchmarks.
+//!
+//! Nothing here knows what the streams mean: see [`crate::events`].
+
+pub mod cobs;
+pub mod frame;
+pub mod auth;
+pub mod sender;
+pub mod receiver;
+pub mod uplink;
+pub mod linesim;
+mod transport;
+
+pub use auth::Key;
+pub use transport::Transport;
+
+/// Ordered byte stream inside one session.
+pub type StreamId = u32;
+/// JSON lines of [`crate::events::Event`].
+pub const EVENTS_STREAM: StreamId = 0;
+/// The agent's own log.
+pub const AGENT_LOG_STREAM: StreamId = 1;
+/// First id the agent hands out for module logs and files.
+pub const FIRST_DYNAMIC_STREAM: StreamId = 2;
+
+/// Which streams go first when the line is the bottleneck.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Priority {
+    /// Events: small, always first.
+    Control,
+    /// Logs: shown live, but never starve the file.
+    Log,
+    /// Bulk file data.
+    Bulk,
+}

@@ -1,0 +1,1 @@
+//! TODO(protocol): see wire/mod.rs

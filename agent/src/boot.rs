@@ -136,9 +136,13 @@ impl Booter<'_> {
             .unwrap_or_default();
     }
 
+    /// The type of what is visibly mounted exactly at `target`. mountinfo lists mounts
+    /// in the order they were made: a later mount on `target` or on a parent of it hides
+    /// an earlier one (e.g. the old `/dev/pts` under a fresh `/dev`).
     fn mounted_type(&self, target: &str) -> Option<&str> {
-        // The last entry wins: later mounts hide earlier ones.
-        self.mounted.iter().rev().find(|(p, _)| p == Path::new(target)).map(|(_, t)| t.as_str())
+        let target = Path::new(target);
+        let (p, t) = self.mounted.iter().rev().find(|(p, _)| target.starts_with(p) && p != Path::new("/"))?;
+        (p == target).then_some(t.as_str())
     }
 
     /// Mount unless already there; returns whether it is mounted now.
@@ -365,6 +369,7 @@ pub fn boot(sys: &dyn Sys, opts: &BootOptions, log: &mut dyn FnMut(&Step)) -> Bo
 
     b.proc();
     b.dev();
+    b.refresh_mounts();
     b.mount("sysfs", "sysfs", "/sys", mf::NOSUID | mf::NODEV | mf::NOEXEC, None, false);
     b.devpts();
     b.mount("shm", "tmpfs", "/dev/shm", tmp_flags, Some("mode=1777"), false);

@@ -134,6 +134,19 @@ pub fn install(mode: Mode, sys: &dyn Sys) -> io::Result<Vec<String>> {
     if rc != 0 {
         return Err(io::Error::from_raw_os_error(rc));
     }
+    // A handler as well as the mask: the kernel drops a signal sent to an init process
+    // whose disposition is SIG_DFL unless the main thread blocks it, and a thread started
+    // before `install` may not block it. The handler only records the signal.
+    for sig in [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGPWR, libc::SIGHUP] {
+        // SAFETY: installing an async-signal-safe handler (one atomic operation).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = record_signal as *const () as libc::sighandler_t;
+            sa.sa_flags = libc::SA_RESTART | libc::SA_NOCLDSTOP;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
     match mode {
         Mode::Pid1 => match sys.disable_ctrl_alt_del() {
             Ok(()) => lines.push("Ctrl-Alt-Del now sends SIGINT to the agent".to_string()),
@@ -154,6 +167,14 @@ pub fn install(mode: Mode, sys: &dyn Sys) -> io::Result<Vec<String>> {
     Ok(lines)
 }
 
+static SIGNALS_SEEN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+extern "C" fn record_signal(sig: libc::c_int) {
+    if (0..32).contains(&sig) {
+        SIGNALS_SEEN.fetch_or(1 << sig, Ordering::SeqCst);
+    }
+}
+
 fn signal_loop(reaper: &Reaper) -> ! {
     let set = handled_signals();
     let timeout = libc::timespec { tv_sec: 1, tv_nsec: 0 };
@@ -164,6 +185,14 @@ fn signal_loop(reaper: &Reaper) -> ! {
             let sig = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &timeout) };
             if let Some(reason) = StopReason::from_signal(sig) {
                 request_stop(reason);
+            }
+            let seen = SIGNALS_SEEN.swap(0, Ordering::SeqCst);
+            for s in [libc::SIGTERM, libc::SIGINT, libc::SIGPWR, libc::SIGHUP] {
+                if seen & (1 << s) != 0 {
+                    if let Some(reason) = StopReason::from_signal(s) {
+                        request_stop(reason);
+                    }
+                }
             }
             reap_all(reaper);
         }));
@@ -223,6 +252,17 @@ pub struct Child {
 
 /// Start `cmd` so that its exit status reaches [`Child::wait`] despite the reaper.
 pub fn spawn(cmd: &mut Command) -> io::Result<Child> {
+    // The standard library does not clear the signal mask in the child: without this,
+    // everything the agent runs would start with SIGTERM, SIGINT and SIGCHLD blocked.
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+            Ok(())
+        });
+    }
     let Some(reaper) = REAPER.get() else {
         let inner = cmd.spawn()?;
         return Ok(Child { pid: inner.id() as i32, inner, status: None });

@@ -426,7 +426,7 @@ pub fn end(ctx: &EndContext<'_>, action: EndAction) -> ! {
         EndAction::Halt => RebootKind::Halt,
         EndAction::Shell => shell_forever(&ctx.shell, &ctx.console),
     };
-    say(&format!("{}", kind.name()));
+    say(kind.name());
     if let Err(e) = ctx.sys.reboot(kind) {
         say(&format!("reboot(2) for {} failed ({e}); sleeping forever", kind.name()));
     }

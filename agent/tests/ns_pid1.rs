@@ -4,7 +4,7 @@
 //! output. Inside the namespace `reboot(POWER_OFF/HALT)` kills PID 1 with SIGINT, so
 //! unshare ends with 130 (or by SIGINT): that is how an end action is observed.
 
-use stagehand_agent::boot::{self, BootOptions, StepStatus};
+use stagehand_agent::boot::{self, BootOptions};
 use stagehand_agent::config::{EndAction, Mode};
 use stagehand_agent::pid1::{self, EndContext};
 use stagehand_agent::sys::{LinuxSys, Sys};
@@ -309,7 +309,8 @@ fn outside() -> ! {
         println!("ns_pid1: skipped: unshare (util-linux) is not installed");
         std::process::exit(0);
     }
-    let tests: &[(&str, fn() -> Result<(), String>)] = &[
+    type Case = (&'static str, fn() -> Result<(), String>);
+    let tests: &[Case] = &[
         ("reaps_every_orphan_without_stealing_statuses", reaps_every_orphan_without_stealing_statuses),
         ("sigterm_runs_the_end_action", sigterm_runs_the_end_action),
         ("a_panic_is_reported_and_ends_with_on_failure", a_panic_is_reported_and_ends_with_on_failure),
@@ -336,7 +337,3 @@ fn outside() -> ! {
     println!("ns_pid1: {} passed; {failed} failed", ran - failed);
     std::process::exit(if failed == 0 { 0 } else { 1 })
 }
-
-// Keep StepStatus in use for readers of the boot API from tests.
-#[allow(dead_code)]
-fn _uses(_: StepStatus) {}

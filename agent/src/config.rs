@@ -763,3 +763,33 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn no_input_makes_loading_panic(json in ".{0,200}", cmdline in ".{0,200}", key in "[a-z_]{0,20}", value in ".{0,40}") {
+            let mut c = Config::default();
+            let mut w = Vec::new();
+            c.apply_json(&json, "f", &mut w);
+            c.apply_cmdline(&cmdline, &mut w);
+            c.apply_cmdline(&format!("stagehand.{key}={value}"), &mut w);
+            c.apply_env(&[(format!("STAGEHAND_{}", key.to_ascii_uppercase()), value.clone())], &mut w);
+            let _ = c.set(&key, &serde_json::json!({ "k": value }));
+            prop_assert_eq!(c.digest().len(), 64);
+        }
+
+        #[test]
+        fn every_key_survives_any_text(idx in 0..KEYS.len(), value in ".{0,60}") {
+            let mut c = Config::default();
+            let before = c.clone();
+            let key = KEYS[idx].0;
+            if c.set_text(key, &value).is_err() {
+                prop_assert_eq!(c, before, "a rejected value must leave the config as it was");
+            }
+        }
+    }
+}

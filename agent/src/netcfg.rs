@@ -243,3 +243,13 @@ mod tests {
         assert!(apply(&sys, &c).unwrap_err().contains("no network interface"));
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    proptest::proptest! {
+        #[test]
+        fn parse_ip_never_panics(s in "[0-9a-z.:]{0,80}") {
+            let _ = super::parse_ip(&s);
+        }
+    }
+}

@@ -196,3 +196,16 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    use super::ChannelSpec;
+    proptest::proptest! {
+        #[test]
+        fn parsing_never_panics_and_round_trips(s in "(serial|console|tcp|file|x)?:?[/a-z0-9.,:=\\[\\]]{0,40}") {
+            if let Ok(spec) = s.parse::<ChannelSpec>() {
+                proptest::prop_assert_eq!(spec.to_string().parse::<ChannelSpec>(), Ok(spec));
+            }
+        }
+    }
+}

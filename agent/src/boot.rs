@@ -421,6 +421,36 @@ pub fn set_console_loglevel(sys: &dyn Sys, level: u32) -> io::Result<u32> {
     Ok(old)
 }
 
+/// What the running kernel says of itself, like `uname -srvm` (for the hello record).
+pub fn kernel_description() -> String {
+    let u = rustix::system::uname();
+    [u.sysname(), u.release(), u.version(), u.machine()]
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The kernel's boot id (`/proc/sys/kernel/random/boot_id`); in a container, or when
+/// /proc is missing, a fresh random id in the same format.
+pub fn boot_id(sys: &dyn Sys, mode: Mode) -> String {
+    if mode == Mode::Pid1 {
+        if let Ok(id) = sys.read_file(Path::new("/proc/sys/kernel/random/boot_id")) {
+            let id = String::from_utf8_lossy(&id).trim().to_string();
+            if !id.is_empty() {
+                return id;
+            }
+        }
+    }
+    let mut b = [0u8; 16];
+    if rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty()).is_err() {
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        b[..16].copy_from_slice(&t.as_nanos().to_le_bytes());
+    }
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,6 +627,17 @@ mod tests {
             assert!(r.ok());
             assert_eq!(r.warnings().count(), 1, "{ip}");
         }
+    }
+
+    #[test]
+    fn identity_for_the_hello_record() {
+        assert!(kernel_description().starts_with("Linux "));
+        let sys = RecordingSys::new();
+        sys.add_file("/proc/sys/kernel/random/boot_id", "0f4c2a5e-1b2c-4d3e-8f90-123456789abc\n");
+        assert_eq!(boot_id(&sys, Mode::Pid1), "0f4c2a5e-1b2c-4d3e-8f90-123456789abc");
+        let a = boot_id(&sys, Mode::Container);
+        assert_eq!(a.len(), 36);
+        assert_ne!(a, boot_id(&sys, Mode::Container));
     }
 
     #[test]

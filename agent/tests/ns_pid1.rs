@@ -111,13 +111,20 @@ fn inside(scenario: &str) -> ! {
         "sigterm" => {
             boot_pid1();
             pid1::on_stop(|r| say(&format!("STOP {}", r.name())));
-            let _killer = pid1::spawn(Command::new("sh").args(["-c", "sleep 0.3; kill -TERM 1"])).unwrap();
+            let sig = std::env::var("STAGEHAND_NS_SIGNAL").unwrap_or_else(|_| "TERM".into());
+            let _killer = pid1::spawn(Command::new("sh").args(["-c", &format!("sleep 0.3; kill -{sig} 1")])).unwrap();
             let deadline = Instant::now() + Duration::from_secs(10);
             while pid1::stop_requested().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
             }
             say(&format!("stop_requested={:?}", pid1::stop_requested()));
             pid1::end(&ctx(Mode::Pid1, 1), EndAction::Poweroff)
+        }
+        "shell" => {
+            // The shell end action: respawned whenever it exits, forever.
+            let shell = PathBuf::from(std::env::var("STAGEHAND_NS_SHELL").unwrap());
+            let ctx = EndContext { sys: &LinuxSys, mode: Mode::Pid1, exit_status: 0, shell, console: "/dev/null".into() };
+            pid1::end(&ctx, EndAction::Shell)
         }
         "panic" => {
             pid1::set_panic_reporter(|m| say(&format!("REPORTED {m}")));
@@ -197,6 +204,13 @@ struct Run {
 }
 
 fn run(scenario: &str, pid_ns: bool) -> Run {
+    run_with(scenario, pid_ns, &[], Duration::from_secs(60))
+}
+
+/// Run `scenario`; after `limit` the whole process group (unshare and the namespace) is
+/// killed.
+fn run_with(scenario: &str, pid_ns: bool, env: &[(&str, &str)], limit: Duration) -> Run {
+    use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new("unshare");
     cmd.args(["--user", "--map-root-user", "--mount", "--uts"]);
@@ -204,14 +218,16 @@ fn run(scenario: &str, pid_ns: bool) -> Run {
         cmd.args(["--pid", "--fork"]);
     }
     cmd.arg(&exe).env(SCENARIO_ENV, scenario).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.envs(env.iter().copied()).process_group(0);
     let mut child = cmd.spawn().expect("spawn unshare");
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + limit;
     loop {
         if child.try_wait().unwrap().is_some() {
             break;
         }
         if Instant::now() > deadline {
-            let _ = child.kill();
+            // SAFETY: kill(2) on the group this test created.
+            unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -257,6 +273,29 @@ fn sigterm_runs_the_end_action() -> Result<(), String> {
     check(r.stdout.contains("stop_requested=Some(Terminate)"), "stop not requested", &r)?;
     check(r.stderr.contains("stagehand-agent: poweroff"), "end action not taken", &r)?;
     check(ended_by_sigint(&r.status), "reboot(POWER_OFF) did not end the namespace", &r)
+}
+
+fn sigpwr_and_sigint_stop_too() -> Result<(), String> {
+    for (sig, reason) in [("PWR", "PowerFailure"), ("INT", "Interrupt")] {
+        let r = run_with("sigterm", true, &[("STAGEHAND_NS_SIGNAL", sig)], Duration::from_secs(60));
+        check(r.stdout.contains(&format!("stop_requested=Some({reason})")), &format!("SIG{sig} did not request a stop"), &r)?;
+        check(ended_by_sigint(&r.status), "end action not taken", &r)?;
+    }
+    Ok(())
+}
+
+fn the_shell_end_action_respawns_the_shell() -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let count = dir.path().join("count");
+    let script = dir.path().join("shell");
+    std::fs::write(&script, format!("#!/bin/sh\necho started >> {}\nexit 0\n", count.display())).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let shell = script.to_str().unwrap();
+    let r = run_with("shell", true, &[("STAGEHAND_NS_SHELL", shell)], Duration::from_millis(3500));
+    let starts = std::fs::read_to_string(&count).unwrap_or_default().lines().count();
+    check(starts >= 2, &format!("the shell ran {starts} times in 3.5 s, expected it respawned"), &r)?;
+    check(r.stderr.contains("ended (exit status: 0); starting a new one"), "respawn not reported", &r)?;
+    check(r.status.signal() == Some(libc::SIGKILL), "PID 1 must keep running the shell until killed", &r)
 }
 
 fn a_panic_is_reported_and_ends_with_on_failure() -> Result<(), String> {
@@ -313,6 +352,8 @@ fn outside() -> ! {
     let tests: &[Case] = &[
         ("reaps_every_orphan_without_stealing_statuses", reaps_every_orphan_without_stealing_statuses),
         ("sigterm_runs_the_end_action", sigterm_runs_the_end_action),
+        ("sigpwr_and_sigint_stop_too", sigpwr_and_sigint_stop_too),
+        ("the_shell_end_action_respawns_the_shell", the_shell_end_action_respawns_the_shell),
         ("a_panic_is_reported_and_ends_with_on_failure", a_panic_is_reported_and_ends_with_on_failure),
         ("boot_mounts_proc_tmpfs_and_falls_back_to_a_tmpfs_dev", boot_mounts_proc_tmpfs_and_falls_back_to_a_tmpfs_dev),
         ("stop_all_terms_then_kills_and_reaps", stop_all_terms_then_kills_and_reaps),

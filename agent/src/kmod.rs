@@ -1,1 +1,298 @@
-//! TODO
+//! Loading kernel modules by name, like `modprobe` but with nothing but `finit_module`.
+//!
+//! Dependencies come from `/lib/modules/$(uname -r)/modules.dep`; modules already loaded
+//! (`/proc/modules`) or built in (`modules.builtin`) are skipped; `EEXIST` counts as
+//! loaded. Compressed modules are handed to the kernel with
+//! `MODULE_INIT_COMPRESSED_FILE`, which kernels >= 5.17 built with
+//! `CONFIG_MODULE_DECOMPRESS` understand; older kernels get a clear error.
+
+use crate::sys::{is_already_exists, Sys};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// `finit_module` flag: the file is compressed, the kernel decompresses it.
+pub const MODULE_INIT_COMPRESSED_FILE: u32 = 4;
+
+const COMPRESSED_SUFFIXES: &[&str] = &[".ko.xz", ".ko.zst", ".ko.gz"];
+
+/// `kernel/drivers/block/virtio_blk.ko.xz` -> `virtio_blk`; dashes become underscores,
+/// as the kernel names modules.
+pub fn module_name(path: &str) -> String {
+    let base = path.rsplit('/').next().unwrap_or(path);
+    let stem = COMPRESSED_SUFFIXES
+        .iter()
+        .chain(std::iter::once(&".ko"))
+        .find_map(|s| base.strip_suffix(s))
+        .unwrap_or(base);
+    stem.replace('-', "_")
+}
+
+fn compression_of(path: &str) -> Option<&'static str> {
+    COMPRESSED_SUFFIXES.iter().find(|s| path.ends_with(*s)).map(|s| &s[3..])
+}
+
+/// What `modules.dep` and `modules.builtin` say.
+#[derive(Debug, Default)]
+pub struct ModuleIndex {
+    /// name -> (path relative to the modules directory, direct dependencies as paths)
+    entries: HashMap<String, (String, Vec<String>)>,
+    builtin: HashSet<String>,
+}
+
+impl ModuleIndex {
+    pub fn parse(modules_dep: &str, modules_builtin: &str) -> ModuleIndex {
+        let mut entries = HashMap::new();
+        for line in modules_dep.lines() {
+            let Some((path, deps)) = line.split_once(':') else { continue };
+            let path = path.trim();
+            if path.is_empty() {
+                continue;
+            }
+            let deps = deps.split_whitespace().map(str::to_string).collect();
+            entries.insert(module_name(path), (path.to_string(), deps));
+        }
+        let builtin = modules_builtin.lines().map(str::trim).filter(|l| !l.is_empty()).map(module_name).collect();
+        ModuleIndex { entries, builtin }
+    }
+
+    pub fn is_builtin(&self, name: &str) -> bool {
+        self.builtin.contains(&module_name(name))
+    }
+
+    /// Module paths to load for `name`, dependencies first, `name` last.
+    pub fn resolve(&self, name: &str) -> Result<Vec<String>, String> {
+        let mut order = Vec::new();
+        let mut seen = HashSet::new();
+        self.visit(&module_name(name), &mut seen, &mut order, 0)?;
+        Ok(order)
+    }
+
+    fn visit(&self, name: &str, seen: &mut HashSet<String>, order: &mut Vec<String>, depth: usize) -> Result<(), String> {
+        if !seen.insert(name.to_string()) {
+            return Ok(());
+        }
+        if depth > 64 {
+            return Err(format!("module dependencies of {name} nest deeper than 64: modules.dep looks broken, rerun depmod"));
+        }
+        let Some((path, deps)) = self.entries.get(name) else {
+            if self.builtin.contains(name) {
+                return Ok(());
+            }
+            return Err(format!("kernel module {name} is not in modules.dep: is it built for this kernel? (check the name, or run depmod)"));
+        };
+        // modules.dep lists the deepest dependency last; modprobe loads from the end.
+        for dep in deps.iter().rev() {
+            self.visit(&module_name(dep), seen, order, depth + 1)?;
+        }
+        order.push(path.clone());
+        Ok(())
+    }
+}
+
+/// Names in a `/proc/modules` text.
+pub fn loaded_modules(proc_modules: &str) -> HashSet<String> {
+    proc_modules.lines().filter_map(|l| l.split_whitespace().next()).map(module_name).collect()
+}
+
+/// What [`load_modules`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct LoadReport {
+    /// One line per module loaded or skipped.
+    pub done: Vec<String>,
+    /// One line per requested module that could not be loaded.
+    pub errors: Vec<String>,
+}
+
+/// Load `names` (and their dependencies) into the running kernel.
+pub fn load_modules(sys: &dyn Sys, names: &[String]) -> LoadReport {
+    let mut report = LoadReport::default();
+    if names.is_empty() {
+        return report;
+    }
+    let dir = PathBuf::from("/lib/modules").join(sys.kernel_release());
+    let dep_path = dir.join("modules.dep");
+    let dep_text = match sys.read_file(&dep_path) {
+        Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+        Err(e) => {
+            report.errors.push(format!(
+                "cannot read {} ({e}): the image needs this kernel's modules and their modules.dep (run depmod {})",
+                dep_path.display(),
+                sys.kernel_release()
+            ));
+            return report;
+        }
+    };
+    let builtin_text = sys.read_file(&dir.join("modules.builtin")).map(|t| String::from_utf8_lossy(&t).into_owned());
+    let index = ModuleIndex::parse(&dep_text, builtin_text.as_deref().unwrap_or(""));
+    let mut loaded = sys
+        .read_file(Path::new("/proc/modules"))
+        .map(|t| loaded_modules(&String::from_utf8_lossy(&t)))
+        .unwrap_or_default();
+
+    for name in names {
+        let name = module_name(name);
+        if loaded.contains(&name) {
+            report.done.push(format!("module {name} already loaded"));
+            continue;
+        }
+        if index.is_builtin(&name) {
+            report.done.push(format!("module {name} is built into the kernel"));
+            continue;
+        }
+        let paths = match index.resolve(&name) {
+            Ok(p) => p,
+            Err(e) => {
+                report.errors.push(e);
+                continue;
+            }
+        };
+        for rel in paths {
+            let m = module_name(&rel);
+            if loaded.contains(&m) {
+                continue;
+            }
+            match load_one(sys, &dir.join(&rel), &rel) {
+                Ok(line) => {
+                    report.done.push(line);
+                    loaded.insert(m);
+                }
+                Err(e) => {
+                    report.errors.push(if m == name { e } else { format!("{e} (needed by {name})") });
+                    break;
+                }
+            }
+        }
+    }
+    report
+}
+
+fn load_one(sys: &dyn Sys, path: &Path, rel: &str) -> Result<String, String> {
+    let name = module_name(rel);
+    let compression = compression_of(rel);
+    let flags = if compression.is_some() { MODULE_INIT_COMPRESSED_FILE } else { 0 };
+    match sys.finit_module(path, "", flags) {
+        Ok(()) => Ok(format!("module {name} loaded from {}", path.display())),
+        Err(e) if is_already_exists(&e) => Ok(format!("module {name} already loaded")),
+        Err(e) => match compression {
+            Some(ext) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOEXEC)) => Err(format!(
+                "module {name}: {} is compressed ({ext}) and this kernel refused it ({e}): it needs \
+                 CONFIG_MODULE_DECOMPRESS (Linux 5.17 or later); put an uncompressed .ko in the image",
+                path.display()
+            )),
+            _ => Err(format!("module {name}: finit_module {}: {e}", path.display())),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sys::RecordingSys;
+
+    const DEP: &str = "\
+kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko
+kernel/drivers/virtio/virtio_ring.ko: kernel/drivers/virtio/virtio.ko
+kernel/drivers/virtio/virtio.ko:
+kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
+kernel/lib/crc16.ko:
+kernel/fs/mbcache.ko:
+kernel/fs/jbd2/jbd2.ko:
+kernel/drivers/net/ethernet/intel/e1000/e1000.ko:
+kernel/drivers/char/virtio_console.ko.xz: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko
+kernel/net/9p/9pnet-virtio.ko: kernel/net/9p/9pnet.ko
+kernel/net/9p/9pnet.ko:
+";
+
+    fn sys_with(loaded: &str) -> RecordingSys {
+        let sys = RecordingSys::new();
+        sys.add_file("/lib/modules/6.1.0-test/modules.dep", DEP);
+        sys.add_file("/lib/modules/6.1.0-test/modules.builtin", "kernel/drivers/tty/serial/8250/8250.ko\n");
+        sys.add_file("/proc/modules", loaded);
+        sys
+    }
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn names_are_normalised() {
+        assert_eq!(module_name("kernel/net/9p/9pnet-virtio.ko"), "9pnet_virtio");
+        assert_eq!(module_name("a/b/virtio_console.ko.xz"), "virtio_console");
+        assert_eq!(module_name("e1000"), "e1000");
+    }
+
+    #[test]
+    fn dependencies_resolve_deepest_first() {
+        let idx = ModuleIndex::parse(DEP, "");
+        assert_eq!(
+            idx.resolve("virtio_blk").unwrap(),
+            vec!["kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/block/virtio_blk.ko"]
+        );
+        assert_eq!(idx.resolve("9pnet-virtio").unwrap(), vec!["kernel/net/9p/9pnet.ko", "kernel/net/9p/9pnet-virtio.ko"]);
+        assert!(idx.resolve("nosuch").unwrap_err().contains("nosuch is not in modules.dep"));
+    }
+
+    #[test]
+    fn loads_in_order_and_skips_what_is_loaded() {
+        let sys = sys_with("virtio 16384 2 - Live 0x0\n");
+        let r = load_modules(&sys, &names(&["virtio_blk", "ext4", "8250", "virtio-ring"]));
+        assert_eq!(r.errors, Vec::<String>::new());
+        let m = "/lib/modules/6.1.0-test/kernel";
+        assert_eq!(
+            sys.calls(),
+            vec![
+                format!("finit_module {m}/drivers/virtio/virtio_ring.ko params=\"\" flags=0"),
+                format!("finit_module {m}/drivers/block/virtio_blk.ko params=\"\" flags=0"),
+                format!("finit_module {m}/fs/jbd2/jbd2.ko params=\"\" flags=0"),
+                format!("finit_module {m}/fs/mbcache.ko params=\"\" flags=0"),
+                format!("finit_module {m}/lib/crc16.ko params=\"\" flags=0"),
+                format!("finit_module {m}/fs/ext4/ext4.ko params=\"\" flags=0"),
+            ]
+        );
+        assert!(r.done.iter().any(|l| l.contains("8250 is built into")));
+        assert!(r.done.iter().any(|l| l.contains("virtio_ring already loaded")));
+    }
+
+    #[test]
+    fn eexist_counts_as_loaded() {
+        let sys = sys_with("");
+        sys.fail("finit_module /lib/modules/6.1.0-test/kernel/drivers/net", libc::EEXIST);
+        let r = load_modules(&sys, &names(&["e1000"]));
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.done, vec!["module e1000 already loaded"]);
+    }
+
+    #[test]
+    fn compressed_modules_use_the_kernel_decompressor_or_fail_clearly() {
+        let sys = sys_with("virtio 1 0 - Live 0x0\nvirtio_ring 1 0 - Live 0x0\n");
+        let r = load_modules(&sys, &names(&["virtio_console"]));
+        assert!(r.errors.is_empty());
+        assert!(sys.calls()[0].ends_with("virtio_console.ko.xz params=\"\" flags=4"), "{:?}", sys.calls());
+
+        let sys = sys_with("virtio 1 0 - Live 0x0\nvirtio_ring 1 0 - Live 0x0\n");
+        sys.fail("finit_module", libc::EINVAL);
+        let r = load_modules(&sys, &names(&["virtio_console"]));
+        assert_eq!(r.errors.len(), 1);
+        assert!(r.errors[0].contains("compressed (.xz)") && r.errors[0].contains("CONFIG_MODULE_DECOMPRESS"), "{}", r.errors[0]);
+    }
+
+    #[test]
+    fn a_failing_dependency_stops_that_module_only() {
+        let sys = sys_with("");
+        sys.fail("finit_module /lib/modules/6.1.0-test/kernel/lib/crc16.ko", libc::ENOEXEC);
+        let r = load_modules(&sys, &names(&["ext4", "e1000"]));
+        assert_eq!(r.errors.len(), 1);
+        assert!(r.errors[0].contains("crc16") && r.errors[0].contains("needed by ext4"), "{}", r.errors[0]);
+        assert!(sys.calls().last().unwrap().contains("e1000.ko"));
+        assert!(!sys.calls().iter().any(|c| c.contains("ext4.ko")));
+    }
+
+    #[test]
+    fn a_missing_modules_dep_is_explained() {
+        let sys = RecordingSys::new();
+        let r = load_modules(&sys, &names(&["e1000"]));
+        assert!(r.errors[0].contains("modules.dep") && r.errors[0].contains("depmod"), "{:?}", r.errors);
+        assert!(load_modules(&sys, &[]).errors.is_empty());
+    }
+}

@@ -296,10 +296,10 @@ pub(crate) fn identity_of(kind: BundleKind, modules: &[String], files: &[PathBuf
             h.update(&bytes);
         }
     }
-    hex(&h.finalize())
+    hex_digest(&h.finalize())
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex_digest(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

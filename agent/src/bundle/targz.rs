@@ -7,7 +7,7 @@ use std::path::{Component, Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::gunzip::GzDecoder;
-use super::{err, hex, in_root, open_folder, BundleError, BundleKind, LoadedBundle};
+use super::{err, hex_digest, in_root, open_folder, BundleError, BundleKind, LoadedBundle};
 
 pub(crate) fn is_gzip(host: &Path) -> Result<bool, BundleError> {
     let mut magic = [0u8; 2];
@@ -26,7 +26,7 @@ fn sha256_file(host: &Path, shown: &Path) -> Result<String, BundleError> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(&h.finalize()))
+    Ok(hex_digest(&h.finalize()))
 }
 
 fn archive(host: &Path) -> std::io::Result<tar::Archive<GzDecoder<BufReader<File>>>> {

@@ -244,6 +244,14 @@ fn open_folder(
     identity: Option<String>,
 ) -> Result<LoadedBundle, BundleError> {
     let host = in_root(root, dir);
+    // A folder holding the bundle's single top folder (what a source bundle unpacks to).
+    if matches!(kind, BundleKind::Auto | BundleKind::BuildStream) && !host.join("build.sh").exists() {
+        if let Some(top) = single_subdir(&host) {
+            if host.join(&top).join("build.sh").is_file() {
+                return buildstream::load(root, &dir.join(top), identity);
+            }
+        }
+    }
     match kind {
         BundleKind::BuildStream => return buildstream::load(root, dir, identity),
         BundleKind::Morph => return morph::load(root, dir, identity),
@@ -255,12 +263,6 @@ fn open_folder(
     }
     if host.join("build.sh").is_file() {
         return buildstream::load(root, dir, identity);
-    }
-    // A folder holding the bundle's single top folder (what a source bundle unpacks to).
-    if let Some(top) = single_subdir(&host) {
-        if host.join(&top).join("build.sh").is_file() {
-            return buildstream::load(root, &dir.join(top), identity);
-        }
     }
     if script::has_numbered_scripts(&host) {
         return script::load(root, dir);

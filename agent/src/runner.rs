@@ -292,8 +292,8 @@ impl Runner {
         let fail = |code: Option<i32>, msg: String| {
             StepEnd::Failed(ModuleOutcome { success: false, exit_code: code, signal: None }, msg)
         };
-        let (reader, writer) = match std::io::pipe() {
-            Ok(p) => p,
+        let (reader, writer) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
+            Ok((r, w)) => (File::from(r), File::from(w)),
             Err(e) => return fail(None, format!("module {}: cannot create a pipe: {e}", module.name)),
         };
         let writer2 = match writer.try_clone() {
@@ -425,7 +425,7 @@ impl Runner {
             Some(Err(e)) => return fail(None, format!("module {}: lost track of {program}: {e}", module.name)),
             None => return fail(None, format!("module {}: lost track of {program}", module.name)),
         };
-        if term_sent.is_some() {
+        if term_sent.is_some() || self.stop.is_stopped() {
             return StepEnd::Stopped;
         }
         if status.success() || step.ignore_failure {

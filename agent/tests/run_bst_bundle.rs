@@ -162,7 +162,7 @@ fn run_agent(root: &Path, env: &str) -> String {
 }
 
 fn events(text: &str) -> Vec<Event> {
-    text.lines().filter_map(|l| l.find("EVENT ").map(|i| Event::from_line(l[i + 6..].as_bytes()).unwrap())).collect()
+    text.lines().filter_map(|l| l.split_once("EVENT ").map(|(_, json)| Event::from_line(json.as_bytes()).unwrap())).collect()
 }
 
 fn started(evs: &[Event]) -> Vec<String> {

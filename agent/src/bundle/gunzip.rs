@@ -132,11 +132,9 @@ impl<R: Read> Read for GzDecoder<R> {
             if self.done {
                 return Ok(0);
             }
-            if !self.in_member {
-                if !self.header(self.members == 0)? {
-                    self.done = true;
-                    return Ok(0);
-                }
+            if !self.in_member && !self.header(self.members == 0)? {
+                self.done = true;
+                return Ok(0);
             }
             self.fill()?;
             let input = &self.buf[self.pos..self.len];

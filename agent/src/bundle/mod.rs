@@ -216,14 +216,12 @@ pub fn open(
     } else if meta.is_dir() {
         open_folder(root, path, kind, None)?
     } else {
+        let named = |n: &str| path.file_name().is_some_and(|f| f == n);
+        let parent = path.parent().unwrap_or(Path::new("/"));
         match kind {
+            BundleKind::Auto | BundleKind::Morph if named("native-bootstrap") => morph::load(root, parent, None)?,
+            BundleKind::Auto | BundleKind::BuildStream if named("build.sh") => buildstream::load(root, parent, None)?,
             BundleKind::Auto | BundleKind::Script => script::load(root, path)?,
-            BundleKind::Morph if path.file_name().is_some_and(|n| n == "native-bootstrap") => {
-                morph::load(root, path.parent().unwrap_or(Path::new("/")), None)?
-            }
-            BundleKind::BuildStream if path.file_name().is_some_and(|n| n == "build.sh") => {
-                buildstream::load(root, path.parent().unwrap_or(Path::new("/")), None)?
-            }
             other => {
                 return err(format!(
                     "bundle {}: a {other} bundle is a tar.gz or a folder, this is a plain file",

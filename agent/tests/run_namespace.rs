@@ -1,8 +1,9 @@
-//! A real BuildStream 1.x source bundle (made by `bst source-bundle` from
-//! tests/fixtures/bst-project) run by the runner in a user + PID + mount namespace, its
-//! modules chrooted into a minimal root holding sh, cp, find, cpio and their libraries.
-//! Covers: every module in order, a power cut (SIGKILL of the namespace) mid-module then
-//! resume, a failing module then retry.
+//! Real bundles run by the runner in a user + PID + mount namespace, their modules
+//! chrooted into a minimal root holding sh, cp, find, cpio and their libraries:
+//! - a BuildStream 1.x source bundle made by `bst source-bundle` from
+//!   tests/fixtures/bst-project: every module in order, a power cut (SIGKILL of the
+//!   namespace) mid-module then resume, a failing module then retry;
+//! - a Morph cross-bootstrap tree: DESTDIR builds copied into / with cpio.
 
 use std::fs;
 use std::io::Write;
@@ -122,7 +123,8 @@ impl BuildObserver for Printer {
 fn child_entry() {
     let Ok(root) = std::env::var("STAGEHAND_RUN_ROOT") else { return };
     let root = PathBuf::from(root);
-    let bundle = open(&root, Path::new("/bundle/system.tar.gz"), BundleKind::Auto, Path::new("/var/lib/stagehand/bundle")).unwrap();
+    let path = std::env::var("STAGEHAND_RUN_BUNDLE").unwrap_or_else(|_| "/bundle/system.tar.gz".into());
+    let bundle = open(&root, Path::new(&path), BundleKind::Auto, Path::new("/var/lib/stagehand/bundle")).unwrap();
     let mut cp = Checkpoint::open(&root.join("var/lib/stagehand"), bundle.identity(), &bundle.module_names()).unwrap();
     let mut config = RunnerConfig::new(&root, "/var/log/stagehand");
     for kv in std::env::var("STAGEHAND_RUN_ENV").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
@@ -140,6 +142,10 @@ fn child_entry() {
 }
 
 fn agent(root: &Path, env: &str) -> std::process::Child {
+    agent_with(root, env, "/bundle/system.tar.gz")
+}
+
+fn agent_with(root: &Path, env: &str, bundle: &str) -> std::process::Child {
     let exe = std::env::current_exe().unwrap();
     Command::new("unshare")
         .args(["--user", "--map-root-user", "--pid", "--mount", "--fork", "--kill-child=SIGKILL"])
@@ -147,6 +153,7 @@ fn agent(root: &Path, env: &str) -> std::process::Child {
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env("STAGEHAND_RUN_ROOT", root)
         .env("STAGEHAND_RUN_ENV", env)
+        .env("STAGEHAND_RUN_BUNDLE", bundle)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -155,7 +162,11 @@ fn agent(root: &Path, env: &str) -> std::process::Child {
 }
 
 fn run_agent(root: &Path, env: &str) -> String {
-    let out = agent(root, env).wait_with_output().unwrap();
+    run_agent_with(root, env, "/bundle/system.tar.gz")
+}
+
+fn run_agent_with(root: &Path, env: &str, bundle: &str) -> String {
+    let out = agent_with(root, env, bundle).wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(text.contains("RESULT"), "agent run failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
     text
@@ -229,4 +240,35 @@ fn a_real_buildstream_bundle_runs_resumes_and_retries() {
     assert!(text.contains("RESULT completed"), "{text}");
     assert_eq!(started(&events(&text)), vec!["greeting", "system"]);
     assert!(tiny.join("system").is_file());
+}
+
+fn write_exec(p: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(p, text).unwrap();
+    fs::set_permissions(p, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+#[test]
+fn a_morph_tree_installs_each_chunk_into_the_root() {
+    if !(have("unshare") && have("cpio") && have("find")) {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    minimal_root(&root);
+    write_exec(
+        &root.join("native-bootstrap"),
+        "#!/bin/sh\nset -eu\nexport PATH=/usr/bin:/bin:/usr/sbin:/sbin:/tools/bin:/tools/sbin\nexport SRCDIR=/src\nexport GREETING=\"hi there\"\n\
+         if [ -d /zlib.inst/zlib.build ]; then rm -rf /zlib.inst; fi\nmkdir /zlib.inst\nenv DESTDIR=/zlib.inst $SRCDIR/build-zlib\n(cd /zlib.inst; find . | cpio -umdp /)\n\
+         if [ -d /app.inst/app.build ]; then rm -rf /app.inst; fi\nmkdir /app.inst\nenv DESTDIR=/app.inst $SRCDIR/build-app\n(cd /app.inst; find . | cpio -umdp /)\n",
+    );
+    write_exec(&root.join("src/build-zlib"), "#!/bin/sh\nset -e\nmkdir -p $DESTDIR/zlib.build $DESTDIR/usr/lib\necho \"zlib $GREETING\" > $DESTDIR/usr/lib/libz.txt\n");
+    // The second chunk needs what the first installed into /.
+    write_exec(&root.join("src/build-app"), "#!/bin/sh\nset -e\nmkdir -p $DESTDIR/usr/bin\ncat /usr/lib/libz.txt > $DESTDIR/usr/bin/app.txt\n");
+    let text = run_agent_with(&root, "", "/native-bootstrap");
+    assert!(text.contains("RESULT completed"), "{text}");
+    assert_eq!(started(&events(&text)), vec!["zlib", "app"]);
+    assert_eq!(fs::read_to_string(root.join("usr/bin/app.txt")).unwrap(), "zlib hi there\n");
+    assert!(root.join("zlib.inst/usr/lib/libz.txt").is_file());
 }

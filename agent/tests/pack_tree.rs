@@ -283,6 +283,20 @@ fn child_entry() {
             let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap().to_string();
             println!("PACKED {} tree bytes into {} archive bytes; {hwm}", r.tree_bytes, r.archive_bytes);
         }
+        "changing" => {
+            let (a, r) = pack_to_vec(&PackOptions::new(dir.join("tree")));
+            for w in &r.warnings {
+                println!("WARNING {w}");
+            }
+            // The archive stays valid: sizes in the headers are what was written.
+            let mut ar = tar::Archive::new(&a[..]);
+            for e in ar.entries().unwrap() {
+                let mut e = e.unwrap();
+                let mut v = Vec::new();
+                std::io::Read::read_to_end(&mut e, &mut v).unwrap();
+                println!("ENTRY {} {}", e.path().unwrap().display(), v.len());
+            }
+        }
         other => panic!("unknown child {other}"),
     }
 }
@@ -310,6 +324,37 @@ fn disk_full_on_keep_copy_is_a_clear_error() {
     let out = child("disk-full", t.path(), &["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", &script]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success() && text.contains("PACK ERROR: keep_copy"), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Files whose size changes between stat and read (here: kernel files bind-mounted into
+/// the tree, which report a size unlike their content) keep the archive valid.
+#[test]
+fn files_changing_size_while_read_keep_the_archive_valid() {
+    if !tool("unshare") {
+        return;
+    }
+    let shrinking = Path::new("/sys/kernel/mm/transparent_hugepage/enabled");
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    fs::create_dir_all(&tree).unwrap();
+    fs::write(tree.join("grows"), b"").unwrap();
+    fs::write(tree.join("shrinks"), b"").unwrap();
+    let mut script = format!("mount --bind /proc/version {}", tree.join("grows").display());
+    if shrinking.exists() {
+        script += &format!(" && mount --bind {} {}", shrinking.display(), tree.join("shrinks").display());
+    }
+    script += " && exec \"$0\" \"$@\"";
+    let out = child("changing", t.path(), &["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", &script]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("WARNING /grows grew while packing: cut at 0 bytes"), "{text}");
+    assert!(text.contains("ENTRY ./grows 0"), "{text}");
+    if shrinking.exists() {
+        assert!(text.contains("WARNING /shrinks shrank while packing: padded with zeros to 4096 bytes"), "{text}");
+        assert!(text.contains("ENTRY ./shrinks 4096"), "{text}");
+    } else {
+        eprintln!("SKIPPED the shrinking half: no {}", shrinking.display());
+    }
 }
 
 #[test]

@@ -82,7 +82,10 @@ pub struct Checkpoint {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl Checkpoint {
@@ -96,17 +99,27 @@ impl Checkpoint {
             Ok(bytes) => match serde_json::from_slice::<State>(&bytes) {
                 Ok(s) if s.format == FORMAT => Some(s),
                 Ok(s) => {
-                    warnings.push(format!("{}: state format {} is not understood: starting the build over", path.display(), s.format));
+                    warnings.push(format!(
+                        "{}: state format {} is not understood: starting the build over",
+                        path.display(),
+                        s.format
+                    ));
                     None
                 }
                 Err(e) => {
-                    warnings.push(format!("{}: unreadable checkpoint ({e}): starting the build over", path.display()));
+                    warnings.push(format!(
+                        "{}: unreadable checkpoint ({e}): starting the build over",
+                        path.display()
+                    ));
                     None
                 }
             },
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => {
-                warnings.push(format!("{}: cannot read the checkpoint ({e}): starting the build over", path.display()));
+                warnings.push(format!(
+                    "{}: cannot read the checkpoint ({e}): starting the build over",
+                    path.display()
+                ));
                 None
             }
         };
@@ -131,7 +144,12 @@ impl Checkpoint {
             failed: None,
         });
         // Only a prefix of the plan counts as done.
-        let prefix = state.completed.iter().zip(modules).take_while(|(c, m)| &c.name == *m && c.outcome.success).count();
+        let prefix = state
+            .completed
+            .iter()
+            .zip(modules)
+            .take_while(|(c, m)| &c.name == *m && c.outcome.success)
+            .count();
         state.completed.truncate(prefix);
         let resume = old.as_ref().and_then(|o| {
             let started = !o.completed.is_empty() || o.current.is_some() || o.failed.is_some();
@@ -143,7 +161,12 @@ impl Checkpoint {
             })
         });
         state.boots += 1;
-        let mut cp = Checkpoint { path, state, resume, warnings };
+        let mut cp = Checkpoint {
+            path,
+            state,
+            resume,
+            warnings,
+        };
         cp.save()?;
         Ok(cp)
     }
@@ -175,7 +198,11 @@ impl Checkpoint {
     }
 
     pub fn completed_names(&self) -> Vec<String> {
-        self.state.completed.iter().map(|c| c.name.clone()).collect()
+        self.state
+            .completed
+            .iter()
+            .map(|c| c.name.clone())
+            .collect()
     }
 
     pub fn is_complete(&self) -> bool {
@@ -184,33 +211,56 @@ impl Checkpoint {
 
     pub fn module_started(&mut self, index: usize) -> io::Result<()> {
         let name = self.state.modules.get(index).cloned().unwrap_or_default();
-        self.state.current = Some(RunningModule { index, name, started_unix: now_unix(), boot: self.state.boots });
+        self.state.current = Some(RunningModule {
+            index,
+            name,
+            started_unix: now_unix(),
+            boot: self.state.boots,
+        });
         self.save()
     }
 
     /// Record how a module ended: success extends the finished prefix, failure is kept so
     /// the next run retries this module.
-    pub fn module_finished(&mut self, index: usize, outcome: &ModuleOutcome, duration: Duration) -> io::Result<()> {
+    pub fn module_finished(
+        &mut self,
+        index: usize,
+        outcome: &ModuleOutcome,
+        duration: Duration,
+    ) -> io::Result<()> {
         let name = self.state.modules.get(index).cloned().unwrap_or_default();
         let duration_ms = duration.as_millis() as u64;
         self.state.current = None;
         if outcome.success {
             if index == self.state.completed.len() {
-                self.state.completed.push(CompletedModule { name, duration_ms, outcome: outcome.clone() });
+                self.state.completed.push(CompletedModule {
+                    name,
+                    duration_ms,
+                    outcome: outcome.clone(),
+                });
             }
             if self.state.failed.as_ref().is_some_and(|f| f.index == index) {
                 self.state.failed = None;
             }
         } else {
-            self.state.failed = Some(FailedModule { index, name, outcome: outcome.clone(), duration_ms });
+            self.state.failed = Some(FailedModule {
+                index,
+                name,
+                outcome: outcome.clone(),
+                duration_ms,
+            });
         }
         self.save()
     }
 
     fn save(&mut self) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(&self.state).map_err(io::Error::other)?;
-        write_atomically(&self.path, &bytes)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot write the checkpoint {}: {e}", self.path.display())))
+        write_atomically(&self.path, &bytes).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot write the checkpoint {}: {e}", self.path.display()),
+            )
+        })
     }
 }
 
@@ -239,7 +289,11 @@ mod tests {
     use super::*;
 
     fn ok() -> ModuleOutcome {
-        ModuleOutcome { success: true, exit_code: Some(0), signal: None }
+        ModuleOutcome {
+            success: true,
+            exit_code: Some(0),
+            signal: None,
+        }
     }
 
     fn names() -> Vec<String> {
@@ -253,7 +307,8 @@ mod tests {
         assert!(cp.resume_point().is_none());
         assert_eq!(cp.boots(), 1);
         cp.module_started(0).unwrap();
-        cp.module_finished(0, &ok(), Duration::from_millis(1500)).unwrap();
+        cp.module_finished(0, &ok(), Duration::from_millis(1500))
+            .unwrap();
         cp.module_started(1).unwrap();
         drop(cp); // power cut while b runs
 
@@ -261,7 +316,10 @@ mod tests {
         assert_eq!(cp.boots(), 2);
         assert_eq!(cp.first_unfinished(), 1);
         let r = cp.resume_point().unwrap();
-        assert_eq!((r.index, r.module.as_str(), r.previous_boots, r.interrupted), (1, "b", 1, true));
+        assert_eq!(
+            (r.index, r.module.as_str(), r.previous_boots, r.interrupted),
+            (1, "b", 1, true)
+        );
         assert_eq!(cp.state().completed[0].duration_ms, 1500);
         assert!(cp.warnings().is_empty());
     }
@@ -273,7 +331,11 @@ mod tests {
         cp.module_started(0).unwrap();
         cp.module_finished(0, &ok(), Duration::ZERO).unwrap();
         cp.module_started(1).unwrap();
-        let bad = ModuleOutcome { success: false, exit_code: Some(2), signal: None };
+        let bad = ModuleOutcome {
+            success: false,
+            exit_code: Some(2),
+            signal: None,
+        };
         cp.module_finished(1, &bad, Duration::ZERO).unwrap();
         let mut cp = Checkpoint::open(t.path(), "id1", &names()).unwrap();
         let r = cp.resume_point().unwrap().clone();
@@ -297,7 +359,11 @@ mod tests {
         assert_eq!(cp.first_unfinished(), 0);
         assert_eq!(cp.boots(), 1);
         assert!(cp.resume_point().is_none());
-        assert!(cp.warnings()[0].contains("bundle changed"), "{:?}", cp.warnings());
+        assert!(
+            cp.warnings()[0].contains("bundle changed"),
+            "{:?}",
+            cp.warnings()
+        );
     }
 
     #[test]
@@ -306,7 +372,13 @@ mod tests {
         let mut cp = Checkpoint::open(t.path(), "id1", &names()).unwrap();
         cp.module_finished(0, &ok(), Duration::ZERO).unwrap();
         let good = fs::read(t.path().join(STATE_FILE)).unwrap();
-        for bad in [&good[..good.len() / 2], &b""[..], &[0xff, 0, 0x13][..], &br#"{"format":1}"#[..], &br#"{"format":9,"bundle_identity":"id1","modules":[],"boots":1,"completed":[]}"#[..]] {
+        for bad in [
+            &good[..good.len() / 2],
+            &b""[..],
+            &[0xff, 0, 0x13][..],
+            &br#"{"format":1}"#[..],
+            &br#"{"format":9,"bundle_identity":"id1","modules":[],"boots":1,"completed":[]}"#[..],
+        ] {
             fs::write(t.path().join(STATE_FILE), bad).unwrap();
             let cp = Checkpoint::open(t.path(), "id1", &names()).unwrap();
             assert_eq!(cp.first_unfinished(), 0);

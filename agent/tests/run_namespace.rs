@@ -16,12 +16,22 @@ use stagehand_agent::checkpoint::Checkpoint;
 use stagehand_agent::events::{Event, ModuleOutcome};
 use stagehand_agent::runner::{BuildObserver, RunResult, Runner, RunnerConfig};
 
-const TOOLS: &[&str] = &["sh", "cp", "mv", "find", "cpio", "mkdir", "rmdir", "rm", "cat", "sleep", "ls", "true", "env"];
+const TOOLS: &[&str] = &[
+    "sh", "cp", "mv", "find", "cpio", "mkdir", "rmdir", "rm", "cat", "sleep", "ls", "true", "env",
+];
 
 fn have(tool: &str) -> bool {
-    let ok = Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().map(|s| s.success()).unwrap_or(false);
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
     if !ok {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "{tool} is missing and CI=true: run scripts/setup.sh");
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{tool} is missing and CI=true: run scripts/setup.sh"
+        );
         eprintln!("SKIPPED: {tool} is not installed");
     }
     ok
@@ -29,7 +39,11 @@ fn have(tool: &str) -> bool {
 
 fn sh(cmd: &str) -> String {
     let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -55,7 +69,10 @@ fn minimal_root(root: &Path) {
             continue; // a shell builtin
         }
         files.push(path.clone());
-        for lib in sh(&format!("ldd {path} || true")).split_whitespace().filter(|w| w.starts_with('/')) {
+        for lib in sh(&format!("ldd {path} || true"))
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
             files.push(lib.to_string());
         }
     }
@@ -74,13 +91,26 @@ fn minimal_root(root: &Path) {
 /// `bst source-bundle` of the fixture project, run hermetically.
 fn make_bundle(work: &Path) -> PathBuf {
     let project = work.join("project");
-    sh(&format!("cp -r '{}' '{}'", Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bst-project").display(), project.display()));
+    sh(&format!(
+        "cp -r '{}' '{}'",
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/bst-project")
+            .display(),
+        project.display()
+    ));
     let home = work.join("home");
     fs::create_dir_all(home.join(".cache/buildstream/build")).unwrap();
     let out_dir = work.join("bundle-out");
     fs::create_dir_all(&out_dir).unwrap();
     let out = Command::new("bst")
-        .args(["--directory", project.to_str().unwrap(), "source-bundle", "system.bst", "--directory", out_dir.to_str().unwrap()])
+        .args([
+            "--directory",
+            project.to_str().unwrap(),
+            "source-bundle",
+            "system.bst",
+            "--directory",
+            out_dir.to_str().unwrap(),
+        ])
         .env("HOME", &home)
         .env("XDG_CACHE_HOME", home.join(".cache"))
         .env("XDG_CONFIG_HOME", home.join(".config"))
@@ -89,7 +119,11 @@ fn make_bundle(work: &Path) -> PathBuf {
         .output()
         .unwrap();
     let bundle = out_dir.join("system.tar.gz");
-    assert!(out.status.success() && bundle.is_file(), "bst source-bundle failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && bundle.is_file(),
+        "bst source-bundle failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     bundle
 }
 
@@ -104,39 +138,81 @@ impl Printer {
 }
 impl BuildObserver for Printer {
     fn module_started(&mut self, index: usize, total: usize, name: &str) {
-        self.emit(Event::ModuleStarted { index, total, name: name.into() });
+        self.emit(Event::ModuleStarted {
+            index,
+            total,
+            name: name.into(),
+        });
     }
     fn output(&mut self, _index: usize, _name: &str, _bytes: &[u8]) {}
     fn module_finished(&mut self, index: usize, name: &str, outcome: &ModuleOutcome, d: Duration) {
-        self.emit(Event::ModuleFinished { index, name: name.into(), outcome: outcome.clone(), duration_ms: d.as_millis() as u64 });
+        self.emit(Event::ModuleFinished {
+            index,
+            name: name.into(),
+            outcome: outcome.clone(),
+            duration_ms: d.as_millis() as u64,
+        });
     }
     fn resumed(&mut self, index: usize, name: &str, previous_boots: u32) {
-        self.emit(Event::Resumed { module: name.into(), index, previous_boots });
+        self.emit(Event::Resumed {
+            module: name.into(),
+            index,
+            previous_boots,
+        });
     }
     fn warning(&mut self, message: &str) {
-        self.emit(Event::Warning { message: message.into() });
+        self.emit(Event::Warning {
+            message: message.into(),
+        });
     }
 }
 
 /// What the agent does, as the namespace's PID 1 (this test binary, run again).
 #[test]
 fn child_entry() {
-    let Ok(root) = std::env::var("STAGEHAND_RUN_ROOT") else { return };
+    let Ok(root) = std::env::var("STAGEHAND_RUN_ROOT") else {
+        return;
+    };
     let root = PathBuf::from(root);
-    let path = std::env::var("STAGEHAND_RUN_BUNDLE").unwrap_or_else(|_| "/bundle/system.tar.gz".into());
-    let bundle = open(&root, Path::new(&path), BundleKind::Auto, Path::new("/var/lib/stagehand/bundle")).unwrap();
-    let mut cp = Checkpoint::open(&root.join("var/lib/stagehand"), bundle.identity(), &bundle.module_names()).unwrap();
+    let path =
+        std::env::var("STAGEHAND_RUN_BUNDLE").unwrap_or_else(|_| "/bundle/system.tar.gz".into());
+    let bundle = open(
+        &root,
+        Path::new(&path),
+        BundleKind::Auto,
+        Path::new("/var/lib/stagehand/bundle"),
+    )
+    .unwrap();
+    let mut cp = Checkpoint::open(
+        &root.join("var/lib/stagehand"),
+        bundle.identity(),
+        &bundle.module_names(),
+    )
+    .unwrap();
     let mut config = RunnerConfig::new(&root, "/var/log/stagehand");
-    for kv in std::env::var("STAGEHAND_RUN_ENV").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+    for kv in std::env::var("STAGEHAND_RUN_ENV")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+    {
         let (k, v) = kv.split_once('=').unwrap();
         config.env.push((k.into(), v.into()));
     }
     let p = Printer;
-    p.emit(Event::Plan { bundle_kind: bundle.kind().to_string(), modules: bundle.module_names(), completed: cp.completed_names() });
-    let result = Runner::new(config).run(&*bundle, &mut cp, &mut Printer).unwrap();
+    p.emit(Event::Plan {
+        bundle_kind: bundle.kind().to_string(),
+        modules: bundle.module_names(),
+        completed: cp.completed_names(),
+    });
+    let result = Runner::new(config)
+        .run(&*bundle, &mut cp, &mut Printer)
+        .unwrap();
     match result {
         RunResult::Completed { .. } => println!("RESULT completed"),
-        RunResult::Failed(f) => println!("RESULT failed {} {:?}\nTAIL<<{}>>", f.name, f.outcome.exit_code, f.log_tail),
+        RunResult::Failed(f) => println!(
+            "RESULT failed {} {:?}\nTAIL<<{}>>",
+            f.name, f.outcome.exit_code, f.log_tail
+        ),
         RunResult::Stopped { module, .. } => println!("RESULT stopped {module}"),
     }
 }
@@ -148,7 +224,14 @@ fn agent(root: &Path, env: &str) -> std::process::Child {
 fn agent_with(root: &Path, env: &str, bundle: &str) -> std::process::Child {
     let exe = std::env::current_exe().unwrap();
     Command::new("unshare")
-        .args(["--user", "--map-root-user", "--pid", "--mount", "--fork", "--kill-child=SIGKILL"])
+        .args([
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--mount",
+            "--fork",
+            "--kill-child=SIGKILL",
+        ])
         .arg(exe)
         .args(["--exact", "child_entry", "--nocapture", "--test-threads=1"])
         .env("STAGEHAND_RUN_ROOT", root)
@@ -168,16 +251,33 @@ fn run_agent(root: &Path, env: &str) -> String {
 fn run_agent_with(root: &Path, env: &str, bundle: &str) -> String {
     let out = agent_with(root, env, bundle).wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(text.contains("RESULT"), "agent run failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        text.contains("RESULT"),
+        "agent run failed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     text
 }
 
 fn events(text: &str) -> Vec<Event> {
-    text.lines().filter_map(|l| l.split_once("EVENT ").map(|(_, json)| Event::from_line(json.as_bytes()).unwrap())).collect()
+    text.lines()
+        .filter_map(|l| {
+            l.split_once("EVENT ")
+                .map(|(_, json)| Event::from_line(json.as_bytes()).unwrap())
+        })
+        .collect()
 }
 
 fn started(evs: &[Event]) -> Vec<String> {
-    evs.iter().filter_map(|e| if let Event::ModuleStarted { name, .. } = e { Some(name.clone()) } else { None }).collect()
+    evs.iter()
+        .filter_map(|e| {
+            if let Event::ModuleStarted { name, .. } = e {
+                Some(name.clone())
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 #[test]
@@ -197,11 +297,21 @@ fn a_real_buildstream_bundle_runs_resumes_and_retries() {
     // 1. Power cut while `greeting` runs: the whole namespace dies with SIGKILL.
     let mut child = agent(&root, "TINY_SLEEP=30");
     let t0 = Instant::now();
-    while !fs::read_to_string(logs.join("03-greeting.log")).unwrap_or_default().contains("sleeping now") {
-        assert!(t0.elapsed() < Duration::from_secs(60), "greeting never started");
+    while !fs::read_to_string(logs.join("03-greeting.log"))
+        .unwrap_or_default()
+        .contains("sleeping now")
+    {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "greeting never started"
+        );
         if let Some(status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
-            panic!("agent ended early ({status}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            panic!(
+                "agent ended early ({status}): {}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -212,29 +322,58 @@ fn a_real_buildstream_bundle_runs_resumes_and_retries() {
     assert_eq!(fs::read_to_string(tiny.join("hello")).unwrap(), "hello\n");
     assert!(!tiny.join("greeting").exists());
     let state = fs::read_to_string(root.join("var/lib/stagehand/state.json")).unwrap();
-    assert!(state.contains("\"current\"") && state.contains("\"name\": \"greeting\""), "{state}");
+    assert!(
+        state.contains("\"current\"") && state.contains("\"name\": \"greeting\""),
+        "{state}"
+    );
 
     // 2. Next boot: resume at greeting, finish the plan.
     let text = run_agent(&root, "");
     assert!(text.contains("RESULT completed"), "{text}");
     let second = events(&text);
-    assert!(second.contains(&Event::Resumed { module: "greeting".into(), index: 2, previous_boots: 1 }), "{text}");
-    assert!(matches!(&second[0], Event::Plan { completed, .. } if completed == &["base", "hello"]), "{text}");
+    assert!(
+        second.contains(&Event::Resumed {
+            module: "greeting".into(),
+            index: 2,
+            previous_boots: 1
+        }),
+        "{text}"
+    );
+    assert!(
+        matches!(&second[0], Event::Plan { completed, .. } if completed == &["base", "hello"]),
+        "{text}"
+    );
     assert_eq!(started(&second), vec!["greeting", "system"]);
-    assert_eq!(fs::read_to_string(tiny.join("greeting")).unwrap(), "hello\nworld\n");
+    assert_eq!(
+        fs::read_to_string(tiny.join("greeting")).unwrap(),
+        "hello\nworld\n"
+    );
     assert_eq!(fs::read_to_string(tiny.join("system")).unwrap(), "done\n");
-    assert_eq!(fs::read_to_string(root.join("etc/base-release")).unwrap(), "tiny base\n");
-    for log in ["01-base.log", "02-hello.log", "03-greeting.log", "04-system.log"] {
+    assert_eq!(
+        fs::read_to_string(root.join("etc/base-release")).unwrap(),
+        "tiny base\n"
+    );
+    for log in [
+        "01-base.log",
+        "02-hello.log",
+        "03-greeting.log",
+        "04-system.log",
+    ] {
         assert!(logs.join(log).is_file(), "{log} missing");
     }
-    assert!(fs::read_to_string(logs.join("04-system.log")).unwrap().contains("Installing system"));
+    assert!(fs::read_to_string(logs.join("04-system.log"))
+        .unwrap()
+        .contains("Installing system"));
 
     // 3. A failing module stops the run with its log tail; a later run retries it.
     fs::remove_file(root.join("var/lib/stagehand/state.json")).unwrap();
     fs::remove_dir_all(&tiny).unwrap();
     let text = run_agent(&root, "TINY_FAIL=1");
     assert!(text.contains("RESULT failed greeting Some(1)"), "{text}");
-    assert!(text.contains("greeting failing on purpose"), "the tail must show the error: {text}");
+    assert!(
+        text.contains("greeting failing on purpose"),
+        "the tail must show the error: {text}"
+    );
     assert!(!tiny.join("system").exists());
     let text = run_agent(&root, "");
     assert!(text.contains("RESULT completed"), "{text}");
@@ -269,6 +408,9 @@ fn a_morph_tree_installs_each_chunk_into_the_root() {
     let text = run_agent_with(&root, "", "/native-bootstrap");
     assert!(text.contains("RESULT completed"), "{text}");
     assert_eq!(started(&events(&text)), vec!["zlib", "app"]);
-    assert_eq!(fs::read_to_string(root.join("usr/bin/app.txt")).unwrap(), "zlib hi there\n");
+    assert_eq!(
+        fs::read_to_string(root.join("usr/bin/app.txt")).unwrap(),
+        "zlib hi there\n"
+    );
     assert!(root.join("zlib.inst/usr/lib/libz.txt").is_file());
 }

@@ -4,7 +4,10 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{err, export_lines, identity_of, in_root, BundleError, BundleKind, ExecStep, LoadedBundle, Module, Step};
+use super::{
+    err, export_lines, identity_of, in_root, BundleError, BundleKind, ExecStep, LoadedBundle,
+    Module, Step,
+};
 
 /// The module list from build.sh's `for module in a b c ; do` line.
 pub(crate) fn module_list(build_sh: &str) -> Option<Vec<String>> {
@@ -17,10 +20,17 @@ pub(crate) fn module_list(build_sh: &str) -> Option<Vec<String>> {
 }
 
 /// `dir` is the bundle's top folder, inside `root`.
-pub(crate) fn load(root: &Path, dir: &Path, identity: Option<String>) -> Result<LoadedBundle, BundleError> {
+pub(crate) fn load(
+    root: &Path,
+    dir: &Path,
+    identity: Option<String>,
+) -> Result<LoadedBundle, BundleError> {
     let build_sh_path = in_root(root, &dir.join("build.sh"));
     let text = std::fs::read_to_string(&build_sh_path).or_else(|e| {
-        err(format!("bundle {}: cannot read build.sh: {e} (expected a BuildStream source bundle)", dir.display()))
+        err(format!(
+            "bundle {}: cannot read build.sh: {e} (expected a BuildStream source bundle)",
+            dir.display()
+        ))
     })?;
     let Some(modules) = module_list(&text) else {
         return err(format!(
@@ -29,10 +39,18 @@ pub(crate) fn load(root: &Path, dir: &Path, identity: Option<String>) -> Result<
         ));
     };
     if modules.is_empty() {
-        return err(format!("bundle {}: build.sh lists no modules", dir.display()));
+        return err(format!(
+            "bundle {}: build.sh lists no modules",
+            dir.display()
+        ));
     }
     let env = export_lines(&text);
-    let srcdir = env.iter().rev().find(|(k, _)| k == "SRCDIR").map(|(_, v)| v.clone()).unwrap_or_else(|| "./source".into());
+    let srcdir = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "SRCDIR")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "./source".into());
     let srcdir = dir.join(srcdir.trim_start_matches("./"));
     let mut files = vec![build_sh_path];
     let mut out = Vec::new();
@@ -48,13 +66,21 @@ pub(crate) fn load(root: &Path, dir: &Path, identity: Option<String>) -> Result<
         })?;
         files.push(host);
         let script_s = script.to_string_lossy().into_owned();
-        let argv: Vec<&str> = if meta.permissions().mode() & 0o111 != 0 { vec![&script_s] } else { vec!["/bin/sh", &script_s] };
+        let argv: Vec<&str> = if meta.permissions().mode() & 0o111 != 0 {
+            vec![&script_s]
+        } else {
+            vec!["/bin/sh", &script_s]
+        };
         out.push(Module {
             name: name.clone(),
-            steps: vec![Step::Exec(ExecStep::new(&argv, dir)), Step::Exec(ExecStep::ldconfig(true))],
+            steps: vec![
+                Step::Exec(ExecStep::new(&argv, dir)),
+                Step::Exec(ExecStep::ldconfig(true)),
+            ],
         });
     }
-    let identity = identity.unwrap_or_else(|| identity_of(BundleKind::BuildStream, &modules, &files));
+    let identity =
+        identity.unwrap_or_else(|| identity_of(BundleKind::BuildStream, &modules, &files));
     Ok(LoadedBundle {
         kind: BundleKind::BuildStream,
         identity,
@@ -73,7 +99,10 @@ mod tests {
     fn module_line_is_found() {
         let s = "set -eu\nfor module in base hello gcc-stage3 ; do\n  x\ndone\n";
         assert_eq!(module_list(s).unwrap(), vec!["base", "hello", "gcc-stage3"]);
-        assert_eq!(module_list("for module in a b; do").unwrap(), vec!["a", "b"]);
+        assert_eq!(
+            module_list("for module in a b; do").unwrap(),
+            vec!["a", "b"]
+        );
         assert!(module_list("echo hi").is_none());
     }
 }

@@ -15,7 +15,11 @@ fn machine(path: &Path) -> Option<u16> {
         return None;
     }
     let bytes = [head[18], head[19]];
-    Some(if head[5] == 2 { u16::from_be_bytes(bytes) } else { u16::from_le_bytes(bytes) })
+    Some(if head[5] == 2 {
+        u16::from_be_bytes(bytes)
+    } else {
+        u16::from_le_bytes(bytes)
+    })
 }
 
 pub(crate) fn machine_name(m: u16) -> &'static str {
@@ -62,7 +66,13 @@ pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
             if target.is_absolute() {
                 cur = PathBuf::new();
             }
-            for part in target.components().filter_map(normal).collect::<Vec<_>>().into_iter().rev() {
+            for part in target
+                .components()
+                .filter_map(normal)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 todo.push_front(part);
             }
         } else {
@@ -80,16 +90,28 @@ fn normal(c: Component<'_>) -> Option<OsString> {
     }
 }
 
-const PROBES: &[&str] = &["/bin/sh", "/usr/bin/env", "/bin/cp", "/usr/bin/find", "/bin/cpio", "/tools/bin/sh", "/tools/bin/bash"];
+const PROBES: &[&str] = &[
+    "/bin/sh",
+    "/usr/bin/env",
+    "/bin/cp",
+    "/usr/bin/find",
+    "/bin/cpio",
+    "/tools/bin/sh",
+    "/tools/bin/bash",
+];
 
 /// Compare the ELF machine of a few programs of the root with the one this agent runs
 /// on. An error for a foreign architecture; warnings for what could not be checked.
 pub fn check_architecture(root: &Path) -> Result<Vec<String>, BundleError> {
-    let Some(own) = machine(Path::new("/proc/self/exe")) else { return Ok(Vec::new()) };
+    let Some(own) = machine(Path::new("/proc/self/exe")) else {
+        return Ok(Vec::new());
+    };
     let mut warnings = Vec::new();
     let mut checked = 0;
     for probe in PROBES {
-        let Some(host) = resolve_in_root(root, Path::new(probe)) else { continue };
+        let Some(host) = resolve_in_root(root, Path::new(probe)) else {
+            continue;
+        };
         let Some(m) = machine(&host) else { continue };
         checked += 1;
         if m == own {
@@ -126,7 +148,10 @@ mod tests {
         std::fs::write(r.join("usr/bin/dash"), b"x").unwrap();
         std::os::unix::fs::symlink("/usr/bin", r.join("bin")).unwrap();
         std::os::unix::fs::symlink("dash", r.join("usr/bin/sh")).unwrap();
-        assert_eq!(resolve_in_root(r, Path::new("/bin/sh")).unwrap(), r.join("usr/bin/dash"));
+        assert_eq!(
+            resolve_in_root(r, Path::new("/bin/sh")).unwrap(),
+            r.join("usr/bin/dash")
+        );
     }
 
     #[test]

@@ -209,7 +209,11 @@ pub fn open(
 ) -> Result<Box<dyn Bundle>, BundleError> {
     let host = in_root(root, path);
     let meta = std::fs::metadata(&host).or_else(|e| {
-        err(format!("bundle {}: {}: give the path of a bundle tarball, folder or script", path.display(), e))
+        err(format!(
+            "bundle {}: {}: give the path of a bundle tarball, folder or script",
+            path.display(),
+            e
+        ))
     })?;
     let mut bundle = if meta.is_file() && targz::is_gzip(&host)? {
         targz::open(root, path, kind, work_dir)?
@@ -219,8 +223,12 @@ pub fn open(
         let named = |n: &str| path.file_name().is_some_and(|f| f == n);
         let parent = path.parent().unwrap_or(Path::new("/"));
         match kind {
-            BundleKind::Auto | BundleKind::Morph if named("native-bootstrap") => morph::load(root, parent, None)?,
-            BundleKind::Auto | BundleKind::BuildStream if named("build.sh") => buildstream::load(root, parent, None)?,
+            BundleKind::Auto | BundleKind::Morph if named("native-bootstrap") => {
+                morph::load(root, parent, None)?
+            }
+            BundleKind::Auto | BundleKind::BuildStream if named("build.sh") => {
+                buildstream::load(root, parent, None)?
+            }
             BundleKind::Auto | BundleKind::Script => script::load(root, path)?,
             other => {
                 return err(format!(
@@ -243,7 +251,8 @@ fn open_folder(
 ) -> Result<LoadedBundle, BundleError> {
     let host = in_root(root, dir);
     // A folder holding the bundle's single top folder (what a source bundle unpacks to).
-    if matches!(kind, BundleKind::Auto | BundleKind::BuildStream) && !host.join("build.sh").exists() {
+    if matches!(kind, BundleKind::Auto | BundleKind::BuildStream) && !host.join("build.sh").exists()
+    {
         if let Some(top) = single_subdir(&host) {
             if host.join(&top).join("build.sh").is_file() {
                 return buildstream::load(root, &dir.join(top), identity);
@@ -273,7 +282,10 @@ fn open_folder(
 }
 
 fn single_subdir(dir: &Path) -> Option<std::ffi::OsString> {
-    let mut names = std::fs::read_dir(dir).ok()?.filter_map(|e| e.ok()).filter(|e| !e.file_name().to_string_lossy().starts_with('.'));
+    let mut names = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'));
     let first = names.next()?;
     if names.next().is_some() || !first.file_type().ok()?.is_dir() {
         return None;
@@ -310,7 +322,11 @@ pub(crate) fn shell_value(raw: &str) -> String {
     let raw = raw.strip_suffix(';').unwrap_or(raw).trim_end();
     for q in ['\'', '"'] {
         if let Some(inner) = raw.strip_prefix(q).and_then(|r| r.strip_suffix(q)) {
-            return if q == '"' { inner.replace("\\\"", "\"").replace("\\$", "$") } else { inner.to_string() };
+            return if q == '"' {
+                inner.replace("\\\"", "\"").replace("\\$", "$")
+            } else {
+                inner.to_string()
+            };
         }
     }
     raw.to_string()
@@ -321,8 +337,12 @@ pub(crate) fn shell_value(raw: &str) -> String {
 pub(crate) fn export_lines(script: &str) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();
     for line in script.lines() {
-        let Some(rest) = line.trim_start().strip_prefix("export ") else { continue };
-        let Some((k, v)) = rest.split_once('=') else { continue };
+        let Some(rest) = line.trim_start().strip_prefix("export ") else {
+            continue;
+        };
+        let Some((k, v)) = rest.split_once('=') else {
+            continue;
+        };
         let k = k.trim();
         if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             continue;
@@ -354,14 +374,27 @@ mod tests {
 
     #[test]
     fn in_root_maps_absolute_paths() {
-        assert_eq!(in_root(Path::new("/tmp/r"), Path::new("/src/x")), PathBuf::from("/tmp/r/src/x"));
-        assert_eq!(in_root(Path::new("/"), Path::new("/src/x")), PathBuf::from("/src/x"));
-        assert_eq!(in_root(Path::new("/tmp/r"), Path::new("/")), PathBuf::from("/tmp/r"));
+        assert_eq!(
+            in_root(Path::new("/tmp/r"), Path::new("/src/x")),
+            PathBuf::from("/tmp/r/src/x")
+        );
+        assert_eq!(
+            in_root(Path::new("/"), Path::new("/src/x")),
+            PathBuf::from("/src/x")
+        );
+        assert_eq!(
+            in_root(Path::new("/tmp/r"), Path::new("/")),
+            PathBuf::from("/tmp/r")
+        );
     }
 
     #[test]
     fn kinds_parse() {
         assert_eq!("morph".parse::<BundleKind>().unwrap(), BundleKind::Morph);
-        assert!("rpm".parse::<BundleKind>().unwrap_err().0.contains("auto, buildstream"));
+        assert!("rpm"
+            .parse::<BundleKind>()
+            .unwrap_err()
+            .0
+            .contains("auto, buildstream"));
     }
 }

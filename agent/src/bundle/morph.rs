@@ -3,7 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{err, export_lines, identity_of, in_root, BundleError, BundleKind, ExecStep, LoadedBundle, Module, Step};
+use super::{
+    err, export_lines, identity_of, in_root, BundleError, BundleKind, ExecStep, LoadedBundle,
+    Module, Step,
+};
 
 /// Chunk names in the order native-bootstrap builds them.
 pub(crate) fn chunk_list(script: &str) -> Vec<String> {
@@ -12,7 +15,10 @@ pub(crate) fn chunk_list(script: &str) -> Vec<String> {
         for marker in ["$SRCDIR/build-", "${SRCDIR}/build-", "\"$SRCDIR\"/build-"] {
             if let Some(pos) = line.find(marker) {
                 let rest = &line[pos + marker.len()..];
-                let name: String = rest.chars().take_while(|c| !c.is_whitespace() && *c != ';' && *c != '"' && *c != '\'').collect();
+                let name: String = rest
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != ';' && *c != '"' && *c != '\'')
+                    .collect();
                 if !name.is_empty() && !out.contains(&name) {
                     out.push(name);
                 }
@@ -24,11 +30,18 @@ pub(crate) fn chunk_list(script: &str) -> Vec<String> {
 }
 
 /// `dir` holds `native-bootstrap` (the root `/` of a Morph tree).
-pub(crate) fn load(root: &Path, dir: &Path, identity: Option<String>) -> Result<LoadedBundle, BundleError> {
+pub(crate) fn load(
+    root: &Path,
+    dir: &Path,
+    identity: Option<String>,
+) -> Result<LoadedBundle, BundleError> {
     let script_path = dir.join("native-bootstrap");
     let host_script = in_root(root, &script_path);
     let text = std::fs::read_to_string(&host_script).or_else(|e| {
-        err(format!("bundle {}: cannot read native-bootstrap: {e} (expected a Morph cross-bootstrap tree)", dir.display()))
+        err(format!(
+            "bundle {}: cannot read native-bootstrap: {e} (expected a Morph cross-bootstrap tree)",
+            dir.display()
+        ))
     })?;
     let env = export_lines(&text);
     let chunks = chunk_list(&text);
@@ -38,7 +51,12 @@ pub(crate) fn load(root: &Path, dir: &Path, identity: Option<String>) -> Result<
             script_path.display()
         ));
     }
-    let srcdir = env.iter().rev().find(|(k, _)| k == "SRCDIR").map(|(_, v)| v.clone()).unwrap_or_else(|| "/src".into());
+    let srcdir = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "SRCDIR")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| "/src".into());
     let srcdir = dir.join(srcdir);
     let mut files = vec![host_script];
     let mut modules = Vec::new();
@@ -56,7 +74,9 @@ pub(crate) fn load(root: &Path, dir: &Path, identity: Option<String>) -> Result<
         files.push(host);
         let inst = PathBuf::from(format!("/{name}.inst"));
         let mut build = ExecStep::new(&[&script.to_string_lossy()], "/");
-        build.env.push(("DESTDIR".into(), inst.to_string_lossy().into_owned()));
+        build
+            .env
+            .push(("DESTDIR".into(), inst.to_string_lossy().into_owned()));
         let install = ExecStep::new(&["/bin/sh", "-c", "find . | cpio -umdp /"], &inst);
         // native-bootstrap removes /N.inst only when /N.inst/N.build exists; a resumed run
         // must start clean whatever was left, so it is always removed.
@@ -73,7 +93,14 @@ pub(crate) fn load(root: &Path, dir: &Path, identity: Option<String>) -> Result<
         locations.push(inst);
     }
     let identity = identity.unwrap_or_else(|| identity_of(BundleKind::Morph, &chunks, &files));
-    Ok(LoadedBundle { kind: BundleKind::Morph, identity, modules, env, locations, warnings: Vec::new() })
+    Ok(LoadedBundle {
+        kind: BundleKind::Morph,
+        identity,
+        modules,
+        env,
+        locations,
+        warnings: Vec::new(),
+    })
 }
 
 #[cfg(test)]

@@ -20,7 +20,9 @@ fn sha256_file(host: &Path, shown: &Path) -> Result<String, BundleError> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = f.read(&mut buf).or_else(|e| err(format!("bundle {}: read error: {e}", shown.display())))?;
+        let n = f
+            .read(&mut buf)
+            .or_else(|e| err(format!("bundle {}: read error: {e}", shown.display())))?;
         if n == 0 {
             break;
         }
@@ -30,7 +32,9 @@ fn sha256_file(host: &Path, shown: &Path) -> Result<String, BundleError> {
 }
 
 fn archive(host: &Path) -> std::io::Result<tar::Archive<GzDecoder<BufReader<File>>>> {
-    Ok(tar::Archive::new(GzDecoder::new(BufReader::new(File::open(host)?))))
+    Ok(tar::Archive::new(GzDecoder::new(BufReader::new(
+        File::open(host)?,
+    ))))
 }
 
 enum Found {
@@ -40,7 +44,8 @@ enum Found {
 
 /// Look at the entry names: `TOP/build.sh` or `native-bootstrap`.
 fn scan(host: &Path, shown: &Path) -> Result<Found, BundleError> {
-    let corrupt = |e: std::io::Error| BundleError(format!("bundle {}: corrupt tar.gz: {e}", shown.display()));
+    let corrupt =
+        |e: std::io::Error| BundleError(format!("bundle {}: corrupt tar.gz: {e}", shown.display()));
     let mut ar = archive(host).map_err(corrupt)?;
     let mut count = 0usize;
     for entry in ar.entries().map_err(corrupt)? {
@@ -56,12 +61,17 @@ fn scan(host: &Path, shown: &Path) -> Result<Found, BundleError> {
             .collect();
         match parts.as_slice() {
             [n] if *n == "native-bootstrap" => return Ok(Found::Morph),
-            [top, n] if *n == "build.sh" => return Ok(Found::BuildStream(top.to_string_lossy().into_owned())),
+            [top, n] if *n == "build.sh" => {
+                return Ok(Found::BuildStream(top.to_string_lossy().into_owned()))
+            }
             _ => {}
         }
     }
     if count == 0 {
-        return err(format!("bundle {}: the tarball is empty or not a tar archive", shown.display()));
+        return err(format!(
+            "bundle {}: the tarball is empty or not a tar archive",
+            shown.display()
+        ));
     }
     err(format!(
         "bundle {}: the tarball is not a bundle: expected TOP/build.sh with a `for module in` line \
@@ -71,7 +81,13 @@ fn scan(host: &Path, shown: &Path) -> Result<Found, BundleError> {
 }
 
 fn unpack(host: &Path, shown: &Path, dest: &Path, ownership: bool) -> Result<(), BundleError> {
-    let fail = |e: std::io::Error| BundleError(format!("bundle {}: cannot unpack into {}: {e}", shown.display(), dest.display()));
+    let fail = |e: std::io::Error| {
+        BundleError(format!(
+            "bundle {}: cannot unpack into {}: {e}",
+            shown.display(),
+            dest.display()
+        ))
+    };
     std::fs::create_dir_all(dest).map_err(fail)?;
     let mut ar = archive(host).map_err(fail)?;
     ar.set_preserve_permissions(true);
@@ -82,7 +98,12 @@ fn unpack(host: &Path, shown: &Path, dest: &Path, ownership: bool) -> Result<(),
     ar.unpack(dest).map_err(fail)
 }
 
-pub(crate) fn open(root: &Path, path: &Path, kind: BundleKind, work_dir: &Path) -> Result<LoadedBundle, BundleError> {
+pub(crate) fn open(
+    root: &Path,
+    path: &Path,
+    kind: BundleKind,
+    work_dir: &Path,
+) -> Result<LoadedBundle, BundleError> {
     let host = in_root(root, path);
     let found = scan(&host, path)?;
     match (&found, kind) {
@@ -108,7 +129,12 @@ pub(crate) fn open(root: &Path, path: &Path, kind: BundleKind, work_dir: &Path) 
                 let _ = std::fs::remove_dir_all(host_work.join(&top));
                 unpack(&host, path, &host_work, false)?;
             }
-            open_folder(root, &work_dir.join(&top), BundleKind::BuildStream, Some(identity))?
+            open_folder(
+                root,
+                &work_dir.join(&top),
+                BundleKind::BuildStream,
+                Some(identity),
+            )?
         }
         Found::Morph => {
             // Unpacked once only: a later boot must not put the cross-built files back
@@ -122,7 +148,10 @@ pub(crate) fn open(root: &Path, path: &Path, kind: BundleKind, work_dir: &Path) 
     if !done {
         let write = std::fs::create_dir_all(&host_work).and_then(|_| std::fs::write(&marker, b""));
         if let Err(e) = write {
-            bundle.warnings.push(format!("cannot write {}: {e}: the bundle will be unpacked again on the next boot", marker.display()));
+            bundle.warnings.push(format!(
+                "cannot write {}: {e}: the bundle will be unpacked again on the next boot",
+                marker.display()
+            ));
         }
     }
     bundle.locations.push(PathBuf::from(path));

@@ -42,7 +42,10 @@ pub struct GzipOptions {
 
 impl Default for GzipOptions {
     fn default() -> GzipOptions {
-        GzipOptions { level: 6, threads: 0 }
+        GzipOptions {
+            level: 6,
+            threads: 0,
+        }
     }
 }
 
@@ -58,7 +61,12 @@ pub struct PackOptions {
 
 impl PackOptions {
     pub fn new(root: impl Into<PathBuf>) -> PackOptions {
-        PackOptions { root: root.into(), excludes: Excludes::defaults(), gzip: None, keep_copy: None }
+        PackOptions {
+            root: root.into(),
+            excludes: Excludes::defaults(),
+            gzip: None,
+            keep_copy: None,
+        }
     }
 }
 
@@ -154,7 +162,11 @@ impl Walker<'_> {
 
     /// `rel` is the entry's path inside the tree, without the leading `/` ("" for the root).
     fn entry(&mut self, out: &mut dyn Write, rel: &[u8]) -> Result<(), Fail> {
-        let host = if rel.is_empty() { self.root.clone() } else { self.root.join(std::ffi::OsStr::from_bytes(rel)) };
+        let host = if rel.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(std::ffi::OsStr::from_bytes(rel))
+        };
         let shown = format!("/{}", String::from_utf8_lossy(rel));
         let meta = match fs::symlink_metadata(&host) {
             Ok(m) => m,
@@ -201,7 +213,8 @@ impl Walker<'_> {
             e.kind = tarball::DIR;
             tarball::write_header(out, &e)?;
             self.entries += 1;
-            let rd = fs::read_dir(&host).map_err(|err| Fail::Tree(format!("cannot list {shown}: {err}")))?;
+            let rd = fs::read_dir(&host)
+                .map_err(|err| Fail::Tree(format!("cannot list {shown}: {err}")))?;
             let mut children: Vec<OsString> = Vec::new();
             for ent in rd {
                 let ent = ent.map_err(|err| Fail::Tree(format!("cannot list {shown}: {err}")))?;
@@ -221,14 +234,19 @@ impl Walker<'_> {
                 self.entry(out, &crel)?;
             }
         } else if ft.is_symlink() {
-            let target = fs::read_link(&host).map_err(|err| Fail::Tree(format!("cannot read the symlink {shown}: {err}")))?;
+            let target = fs::read_link(&host)
+                .map_err(|err| Fail::Tree(format!("cannot read the symlink {shown}: {err}")))?;
             let target = target.into_os_string().into_vec();
             e.kind = tarball::SYMLINK;
             e.link = &target;
             tarball::write_header(out, &e)?;
             self.entries += 1;
         } else if ft.is_char_device() || ft.is_block_device() {
-            e.kind = if ft.is_char_device() { tarball::CHAR } else { tarball::BLOCKDEV };
+            e.kind = if ft.is_char_device() {
+                tarball::CHAR
+            } else {
+                tarball::BLOCKDEV
+            };
             let rdev = meta.rdev();
             e.dev = Some((libc::major(rdev) as u64, libc::minor(rdev) as u64));
             tarball::write_header(out, &e)?;
@@ -259,7 +277,9 @@ impl Walker<'_> {
                     Err(err) => return Err(Fail::Tree(format!("cannot read {shown}: {err}"))),
                 };
                 if n == 0 {
-                    self.warn(format!("{shown} shrank while packing: padded with zeros to {size} bytes"));
+                    self.warn(format!(
+                        "{shown} shrank while packing: padded with zeros to {size} bytes"
+                    ));
                     let zeros = [0u8; 8192];
                     while left > 0 {
                         let k = left.min(zeros.len() as u64) as usize;
@@ -289,7 +309,11 @@ impl Walker<'_> {
 /// Pack `opts.root` into `out`. `progress(tree_bytes, archive_bytes)` is called every few
 /// MiB and once at the end. On error nothing says the archive is complete: the caller
 /// must not announce it as a finished file.
-pub fn pack(opts: &PackOptions, out: &mut dyn Write, progress: &mut dyn FnMut(u64, u64)) -> Result<PackReport, PackError> {
+pub fn pack(
+    opts: &PackOptions,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<PackReport, PackError> {
     let mut excludes = opts.excludes.clone();
     let copy = match &opts.keep_copy {
         Some(p) => {
@@ -299,16 +323,27 @@ pub fn pack(opts: &PackOptions, out: &mut dyn Write, progress: &mut dyn FnMut(u6
             if let Some(dir) = p.parent() {
                 let _ = fs::create_dir_all(dir);
             }
-            let f = File::create(p).map_err(|e| PackError(format!("keep_copy {}: {e}", p.display())))?;
+            let f = File::create(p)
+                .map_err(|e| PackError(format!("keep_copy {}: {e}", p.display())))?;
             Some((f, p.clone()))
         }
         None => None,
     };
-    let root_meta = fs::metadata(&opts.root).map_err(|e| PackError(format!("cannot pack {}: {e}", opts.root.display())))?;
+    let root_meta = fs::metadata(&opts.root)
+        .map_err(|e| PackError(format!("cannot pack {}: {e}", opts.root.display())))?;
     if !root_meta.is_dir() {
-        return Err(PackError(format!("cannot pack {}: not a folder", opts.root.display())));
+        return Err(PackError(format!(
+            "cannot pack {}: not a folder",
+            opts.root.display()
+        )));
     }
-    let mut sink = Sink { out, copy, sha: Sha256::new(), written: 0, copy_error: None };
+    let mut sink = Sink {
+        out,
+        copy,
+        sha: Sha256::new(),
+        written: 0,
+        copy_error: None,
+    };
     let counter = std::cell::Cell::new(0u64);
     let result = {
         let archive_bytes = || counter.get();
@@ -327,15 +362,38 @@ pub fn pack(opts: &PackOptions, out: &mut dyn Write, progress: &mut dyn FnMut(u6
         };
         let res = match &opts.gzip {
             None => {
-                let mut w = BufWriter::with_capacity(64 * 1024, CountingRef { inner: &mut sink, counter: &counter });
-                let r = walker.entry(&mut w, b"").and_then(|_| tarball::finish(&mut w).map_err(Fail::Out));
+                let mut w = BufWriter::with_capacity(
+                    64 * 1024,
+                    CountingRef {
+                        inner: &mut sink,
+                        counter: &counter,
+                    },
+                );
+                let r = walker
+                    .entry(&mut w, b"")
+                    .and_then(|_| tarball::finish(&mut w).map_err(Fail::Out));
                 r.and_then(|_| w.flush().map_err(Fail::Out))
             }
             Some(g) => {
-                let threads = if g.threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) } else { g.threads };
-                let gz = gzip::ParallelGzip::new(CountingRef { inner: &mut sink, counter: &counter }, g.level, threads);
+                let threads = if g.threads == 0 {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1)
+                } else {
+                    g.threads
+                };
+                let gz = gzip::ParallelGzip::new(
+                    CountingRef {
+                        inner: &mut sink,
+                        counter: &counter,
+                    },
+                    g.level,
+                    threads,
+                );
                 let mut w = BufWriter::with_capacity(64 * 1024, gz);
-                let r = walker.entry(&mut w, b"").and_then(|_| tarball::finish(&mut w).map_err(Fail::Out));
+                let r = walker
+                    .entry(&mut w, b"")
+                    .and_then(|_| tarball::finish(&mut w).map_err(Fail::Out));
                 r.and_then(|_| {
                     let gz = w.into_inner().map_err(|e| Fail::Out(e.into_error()))?;
                     gz.finish().map(|_| ()).map_err(Fail::Out)
@@ -358,7 +416,8 @@ pub fn pack(opts: &PackOptions, out: &mut dyn Write, progress: &mut dyn FnMut(u6
         },
     })?;
     if let Some((f, p)) = &sink.copy {
-        f.sync_all().map_err(|e| PackError(format!("keep_copy {}: {e}", p.display())))?;
+        f.sync_all()
+            .map_err(|e| PackError(format!("keep_copy {}: {e}", p.display())))?;
     }
     progress(tree_bytes, sink.written);
     Ok(PackReport {

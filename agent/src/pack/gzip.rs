@@ -273,6 +273,22 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10))]
+        #[test]
+        fn any_input_round_trips_the_same_with_any_thread_count(
+            data in proptest::collection::vec(0u8..4, 0..200_000),
+            threads in 1usize..4,
+            level in 0u8..10,
+        ) {
+            let gz = gz(&data, level, threads);
+            proptest::prop_assert_eq!(&gz, &self::gz(&data, level, 1));
+            let mut back = Vec::new();
+            GzDecoder::new(&gz[..]).read_to_end(&mut back).unwrap();
+            proptest::prop_assert_eq!(back, data);
+        }
+    }
+
     #[test]
     fn level_zero_and_nine_round_trip() {
         let data = sample(BLOCK_SIZE * 2 + 5);

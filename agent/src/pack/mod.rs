@@ -128,6 +128,7 @@ struct Walker<'p> {
     root: PathBuf,
     excludes: Excludes,
     links: HashMap<(u64, u64), Vec<u8>>,
+    link_pending: Option<(u64, u64)>,
     buf: Vec<u8>,
     tree_bytes: u64,
     entries: u64,
@@ -160,8 +161,17 @@ impl Walker<'_> {
         }
     }
 
+    /// Count an entry written; a multiply-linked one becomes the target of later links.
+    fn written(&mut self, name: &[u8]) {
+        self.entries += 1;
+        if let Some(key) = self.link_pending.take() {
+            self.links.insert(key, name.to_vec());
+        }
+    }
+
     /// `rel` is the entry's path inside the tree, without the leading `/` ("" for the root).
     fn entry(&mut self, out: &mut dyn Write, rel: &[u8]) -> Result<(), Fail> {
+        self.link_pending = None;
         let host = if rel.is_empty() {
             self.root.clone()
         } else {
@@ -207,7 +217,8 @@ impl Walker<'_> {
                 self.entries += 1;
                 return Ok(());
             }
-            self.links.insert(key, name.clone());
+            // Recorded once the entry is written: a file that vanishes is no link target.
+            self.link_pending = Some(key);
         }
         if ft.is_dir() {
             e.kind = tarball::DIR;
@@ -240,7 +251,7 @@ impl Walker<'_> {
             e.kind = tarball::SYMLINK;
             e.link = &target;
             tarball::write_header(out, &e)?;
-            self.entries += 1;
+            self.written(&name);
         } else if ft.is_char_device() || ft.is_block_device() {
             e.kind = if ft.is_char_device() {
                 tarball::CHAR
@@ -250,11 +261,11 @@ impl Walker<'_> {
             let rdev = meta.rdev();
             e.dev = Some((libc::major(rdev) as u64, libc::minor(rdev) as u64));
             tarball::write_header(out, &e)?;
-            self.entries += 1;
+            self.written(&name);
         } else if ft.is_fifo() {
             e.kind = tarball::FIFO;
             tarball::write_header(out, &e)?;
-            self.entries += 1;
+            self.written(&name);
         } else {
             let mut file = match File::open(&host) {
                 Ok(f) => f,
@@ -267,7 +278,7 @@ impl Walker<'_> {
             let size = meta.len();
             e.size = size;
             tarball::write_header(out, &e)?;
-            self.entries += 1;
+            self.written(&name);
             let mut left = size;
             while left > 0 {
                 let want = left.min(self.buf.len() as u64) as usize;
@@ -351,6 +362,7 @@ pub fn pack(
             root: opts.root.clone(),
             excludes,
             links: HashMap::new(),
+            link_pending: None,
             buf: vec![0u8; READ_BUF],
             tree_bytes: 0,
             entries: 0,

@@ -518,6 +518,10 @@ impl Sender {
     }
 
     fn track(&mut self, kind: Kind, now: Instant, copies: u32) {
+        if !self.cfg.two_way && copies >= self.cfg.one_way_repeats {
+            self.copies_done(kind);
+            return;
+        }
         let seg = Seg { kind, sent_at: now, at_bytes: u64::MAX, copies, wire_len: 0 };
         self.inflight_bytes += seg.len();
         self.inflight.push_back(seg);
@@ -587,12 +591,7 @@ impl Sender {
         self.inflight_bytes -= seg.len();
         let msg = self.message_for(seg.kind)?;
         self.stats.retransmitted += 1;
-        seg.copies += 1;
-        if seg.copies < self.cfg.one_way_repeats {
-            self.track(seg.kind, now, seg.copies);
-        } else {
-            self.copies_done(seg.kind);
-        }
+        self.track(seg.kind, now, seg.copies + 1);
         Some(msg)
     }
 
@@ -669,12 +668,6 @@ impl Sender {
                 let kind = Kind::Data { stream: id, offset, len };
                 let msg = self.message_for(kind);
                 self.track(kind, now, 1);
-                if !self.cfg.two_way && self.cfg.one_way_repeats == 1 {
-                    if let Some(seg) = self.inflight.pop_back() {
-                        self.inflight_bytes -= seg.len();
-                        self.copies_done(kind);
-                    }
-                }
                 return msg;
             }
         }

@@ -587,7 +587,7 @@ impl Sender {
     fn repeat_one_way(&mut self, now: Instant, idle: bool) -> Option<Message> {
         let spread = (self.cfg.window_bytes / self.cfg.one_way_repeats as usize) as u64;
         let i = self.inflight.iter().position(|s| idle || self.bytes_sent >= s.at_bytes.saturating_add(spread))?;
-        let mut seg = self.inflight.remove(i)?;
+        let seg = self.inflight.remove(i)?;
         self.inflight_bytes -= seg.len();
         let msg = self.message_for(seg.kind)?;
         self.stats.retransmitted += 1;

@@ -217,3 +217,16 @@ fn frame_overhead() {
     }
     eprint!("{report}");
 }
+
+#[test]
+fn gigabit_like_link_uses_big_frames() {
+    let mut line = LineConfig::serial(115200);
+    line.rate = 110_000_000;
+    line.latency = std::time::Duration::from_micros(200);
+    let work: Workload = vec![(3, Priority::Bulk, Rng::new(6).bytes(4 << 20))];
+    let r = run_with(SenderConfig::for_link(true, None), &line, &work);
+    assert_exact(&r, &work);
+    eprintln!("gigabit: {:.1}% goodput, frame {} B", r.goodput_pct, r.sender.frame_size);
+    assert!(r.sender.frame_size > 32 * 1024, "{:?}", r.sender);
+    assert!(r.goodput_pct > 90.0, "{:.1}%", r.goodput_pct);
+}

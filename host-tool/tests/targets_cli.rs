@@ -2,14 +2,23 @@
 
 use std::process::{Command, Output};
 
-const REQUIRED: [&str; 9] = ["x86_64", "x86_32", "armv7lhf", "armv8l64", "armv8b64", "ppc64l", "ppc64b", "riscv64", "mips64l"];
+const REQUIRED: [&str; 9] = [
+    "x86_64", "x86_32", "armv7lhf", "armv8l64", "armv8b64", "ppc64l", "ppc64b", "riscv64",
+    "mips64l",
+];
 
 fn stagehand(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stagehand")).args(args).output().expect("run stagehand")
+    Command::new(env!("CARGO_BIN_EXE_stagehand"))
+        .args(args)
+        .output()
+        .expect("run stagehand")
 }
 
 fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -20,15 +29,42 @@ fn json_lists_the_required_architectures_with_every_field() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
     let list = v.as_array().expect("a list of targets");
     let fields = [
-        "name", "summary", "in_morph", "uname_m", "uname_m_rule", "endian", "bits", "gnu_cpu", "gnu_abi", "gnu_triple",
-        "stage1_triple", "kernel_arch", "bst_arch", "rust", "consoles", "qemu", "kernel", "elf", "notes",
+        "name",
+        "summary",
+        "in_morph",
+        "uname_m",
+        "uname_m_rule",
+        "endian",
+        "bits",
+        "gnu_cpu",
+        "gnu_abi",
+        "gnu_triple",
+        "stage1_triple",
+        "kernel_arch",
+        "bst_arch",
+        "rust",
+        "consoles",
+        "qemu",
+        "kernel",
+        "elf",
+        "notes",
     ];
     for name in REQUIRED {
-        let t = list.iter().find(|t| t["name"] == name).unwrap_or_else(|| panic!("{name} missing from targets --json"));
+        let t = list
+            .iter()
+            .find(|t| t["name"] == name)
+            .unwrap_or_else(|| panic!("{name} missing from targets --json"));
         for f in fields {
             assert!(t.get(f).is_some(), "{name}: no field {f}");
         }
-        for f in ["binary", "machine", "cpu", "console", "extra_args", "debian_package"] {
+        for f in [
+            "binary",
+            "machine",
+            "cpu",
+            "console",
+            "extra_args",
+            "debian_package",
+        ] {
             assert!(t["qemu"].get(f).is_some(), "{name}: no qemu.{f}");
         }
         for f in ["machine", "class_bits", "data"] {
@@ -36,14 +72,20 @@ fn json_lists_the_required_architectures_with_every_field() {
         }
         match t["rust"]["status"].as_str() {
             Some("available") => {
-                assert!(t["rust"]["triple"].is_string() && t["rust"]["linker"].is_string(), "{name}")
+                assert!(
+                    t["rust"]["triple"].is_string() && t["rust"]["linker"].is_string(),
+                    "{name}"
+                )
             }
             Some("unavailable") => assert!(t["rust"]["reason"].is_string(), "{name}"),
             other => panic!("{name}: rust.status {other:?}"),
         }
     }
     let by = |n: &str| list.iter().find(|t| t["name"] == n).unwrap();
-    assert_eq!(by("armv8l64")["rust"]["triple"], "aarch64-unknown-linux-musl");
+    assert_eq!(
+        by("armv8l64")["rust"]["triple"],
+        "aarch64-unknown-linux-musl"
+    );
     assert_eq!(by("ppc64b")["uname_m"][0], "ppc64");
     assert_eq!(by("ppc64l")["kernel_arch"], "powerpc");
     assert_eq!(by("x86_32")["gnu_triple"], "i686-baserock-linux-gnu");
@@ -56,7 +98,10 @@ fn table_shows_every_required_architecture() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     for name in REQUIRED {
-        assert!(out.lines().any(|l| l.starts_with(&format!("{name} "))), "{name} not in\n{out}");
+        assert!(
+            out.lines().any(|l| l.starts_with(&format!("{name} "))),
+            "{name} not in\n{out}"
+        );
     }
     assert!(out.contains("x86_64-unknown-linux-musl"));
     assert!(out.contains("none: "));
@@ -66,8 +111,14 @@ fn table_shows_every_required_architecture() {
 fn resolve_ppc64_warns_and_names_both() {
     let o = stagehand(&["targets", "resolve", "ppc64"]);
     let (out, err) = text(&o);
-    assert!(o.status.success(), "ambiguity is a warning, not a failure: {err}");
-    assert!(err.contains("AMBIGUOUS") && err.contains("pass --target ppc64b explicitly"), "{err}");
+    assert!(
+        o.status.success(),
+        "ambiguity is a warning, not a failure: {err}"
+    );
+    assert!(
+        err.contains("AMBIGUOUS") && err.contains("pass --target ppc64b explicitly"),
+        "{err}"
+    );
     assert!(out.contains("ppc64b") && out.contains("ppc64 "), "{out}");
 }
 
@@ -76,7 +127,10 @@ fn resolve_armv7l_explains_the_vfp_rule() {
     let o = stagehand(&["targets", "resolve", "armv7l"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("Tag_ABI_VFP_args: VFP registers") && err.contains("--elf"), "{err}");
+    assert!(
+        err.contains("Tag_ABI_VFP_args: VFP registers") && err.contains("--elf"),
+        "{err}"
+    );
     assert!(out.contains("armv7lhf") && out.contains("armv7l "), "{out}");
     let one = stagehand(&["targets", "resolve", "aarch64"]);
     assert_eq!(text(&one).0.trim(), "aarch64: armv8l64");
@@ -98,9 +152,15 @@ fn agent_build_for_armv8b64_says_no_std_exists() {
     let o = stagehand(&["agent", "build", "--target", "armv8b64"]);
     let (_, err) = text(&o);
     assert!(!o.status.success());
-    assert!(err.contains("no Rust standard library exists for armv8b64 on stable"), "{err}");
+    assert!(
+        err.contains("no Rust standard library exists for armv8b64 on stable"),
+        "{err}"
+    );
     assert!(err.contains("build-std"), "{err}");
-    assert!(!err.contains("Compiling"), "must refuse before running cargo: {err}");
+    assert!(
+        !err.contains("Compiling"),
+        "must refuse before running cargo: {err}"
+    );
 }
 
 #[test]
@@ -115,5 +175,8 @@ fn agent_build_for_nonsense_lists_valid_names() {
     let o = stagehand(&["agent", "build", "--target", "aarch64"]);
     let (_, err) = text(&o);
     assert!(!o.status.success());
-    assert!(err.contains("armv8l64"), "a uname -m value points at the target name: {err}");
+    assert!(
+        err.contains("armv8l64"),
+        "a uname -m value points at the target name: {err}"
+    );
 }

@@ -180,3 +180,74 @@ fn agent_build_for_nonsense_lists_valid_names() {
         "a uname -m value points at the target name: {err}"
     );
 }
+
+/// A bare ELF header: enough for `resolve --elf` to read class, byte order, machine, flags.
+fn elf_header(wide: bool, big: bool, machine: u16, flags: u32) -> Vec<u8> {
+    let mut v = vec![0u8; if wide { 64 } else { 52 }];
+    v[..4].copy_from_slice(b"\x7fELF");
+    v[4] = if wide { 2 } else { 1 };
+    v[5] = if big { 2 } else { 1 };
+    v[6] = 1;
+    let b16 = |x: u16| {
+        if big {
+            x.to_be_bytes()
+        } else {
+            x.to_le_bytes()
+        }
+    };
+    let b32 = |x: u32| {
+        if big {
+            x.to_be_bytes()
+        } else {
+            x.to_le_bytes()
+        }
+    };
+    v[16..18].copy_from_slice(&b16(2));
+    v[18..20].copy_from_slice(&b16(machine));
+    let flags_at = if wide { 48 } else { 36 };
+    v[flags_at..flags_at + 4].copy_from_slice(&b32(flags));
+    v
+}
+
+#[test]
+fn resolve_with_elf_decides() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "armv7l",
+            elf_header(false, false, 40, 0x0500_0400),
+            "armv7l: armv7lhf",
+        ),
+        (
+            "armv7l",
+            elf_header(false, false, 40, 0x0500_0200),
+            "armv7l: armv7l",
+        ),
+        ("mips64", elf_header(true, false, 8, 0), "mips64: mips64l"),
+        ("mips64", elf_header(true, true, 8, 0), "mips64: mips64b"),
+    ];
+    for (i, (uname, bytes, want)) in cases.iter().enumerate() {
+        let f = dir.path().join(format!("bin{i}"));
+        std::fs::write(&f, bytes).unwrap();
+        let o = stagehand(&["targets", "resolve", uname, "--elf", f.to_str().unwrap()]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(out.lines().any(|l| l == *want), "{uname} {i}: {out}");
+        assert!(!err.contains("AMBIGUOUS"), "{err}");
+    }
+    let x86 = dir.path().join("x86");
+    std::fs::write(&x86, elf_header(true, false, 62, 0)).unwrap();
+    let o = stagehand(&[
+        "targets",
+        "resolve",
+        "armv7l",
+        "--elf",
+        x86.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        text(&o).1.contains("not a binary of any target"),
+        "{}",
+        text(&o).1
+    );
+}

@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -47,17 +47,28 @@ pub trait BuildObserver {
     fn warning(&mut self, _message: &str) {}
 }
 
-/// Waits for one child. The default is `Child::wait`; PID 1 plugs in one that cooperates
-/// with its orphan reaper.
-pub trait ChildWaiter: Send + Sync {
-    fn wait(&self, child: Child) -> io::Result<ExitStatus>;
+/// A started module process: its pid and the way to wait for its exit status.
+pub struct Launched {
+    pub pid: u32,
+    pub wait: Box<dyn FnOnce() -> io::Result<ExitStatus> + Send>,
 }
 
-pub struct StdWaiter;
+/// Starts module processes. The default is `Command::spawn` + `Child::wait`; PID 1 plugs
+/// in one that registers the child with its orphan reaper before the reaper can take the
+/// child's exit status (see `pid1::spawn`).
+pub trait Launcher: Send + Sync {
+    fn launch(&self, cmd: &mut Command) -> io::Result<Launched>;
+}
 
-impl ChildWaiter for StdWaiter {
-    fn wait(&self, mut child: Child) -> io::Result<ExitStatus> {
-        child.wait()
+pub struct StdLauncher;
+
+impl Launcher for StdLauncher {
+    fn launch(&self, cmd: &mut Command) -> io::Result<Launched> {
+        let mut child = cmd.spawn()?;
+        Ok(Launched {
+            pid: child.id(),
+            wait: Box::new(move || child.wait()),
+        })
     }
 }
 
@@ -137,7 +148,7 @@ pub enum RunResult {
 
 pub struct Runner {
     config: RunnerConfig,
-    waiter: Arc<dyn ChildWaiter>,
+    launcher: Arc<dyn Launcher>,
     stop: StopHandle,
 }
 
@@ -151,13 +162,13 @@ impl Runner {
     pub fn new(config: RunnerConfig) -> Runner {
         Runner {
             config,
-            waiter: Arc::new(StdWaiter),
+            launcher: Arc::new(StdLauncher),
             stop: StopHandle::default(),
         }
     }
 
-    pub fn with_waiter(mut self, waiter: Arc<dyn ChildWaiter>) -> Runner {
-        self.waiter = waiter;
+    pub fn with_launcher(mut self, launcher: Arc<dyn Launcher>) -> Runner {
+        self.launcher = launcher;
         self
     }
 
@@ -415,7 +426,7 @@ impl Runner {
                 });
             }
         }
-        let child = match cmd.spawn() {
+        let child = match self.launcher.launch(&mut cmd) {
             Ok(c) => c,
             Err(e) => {
                 drop(cmd);
@@ -442,12 +453,12 @@ impl Runner {
         };
         // The Command holds the pipe's write ends: drop them so EOF can come.
         drop(cmd);
-        let pgid = child.id() as i32;
+        let pgid = child.pid as i32;
         self.stop.pgid.store(pgid, Ordering::SeqCst);
         let (tx, rx) = mpsc::channel();
-        let waiter = Arc::clone(&self.waiter);
+        let wait = child.wait;
         std::thread::spawn(move || {
-            let _ = tx.send(waiter.wait(child));
+            let _ = tx.send(wait());
         });
 
         let mut reader = reader;

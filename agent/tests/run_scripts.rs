@@ -12,7 +12,7 @@ use stagehand_agent::bundle::{open, Bundle, BundleKind};
 use stagehand_agent::checkpoint::Checkpoint;
 use stagehand_agent::events::ModuleOutcome;
 use stagehand_agent::runner::{
-    BuildObserver, ChildWaiter, RunResult, Runner, RunnerConfig, DEFAULT_PATH,
+    BuildObserver, Launched, Launcher, RunResult, Runner, RunnerConfig, StdLauncher, DEFAULT_PATH,
 };
 
 #[derive(Default)]
@@ -286,24 +286,24 @@ fn a_background_job_holding_the_output_does_not_hang_the_run() {
     assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
 }
 
-struct CountingWaiter(AtomicUsize);
-impl ChildWaiter for CountingWaiter {
-    fn wait(&self, mut child: std::process::Child) -> std::io::Result<std::process::ExitStatus> {
+struct CountingLauncher(AtomicUsize);
+impl Launcher for CountingLauncher {
+    fn launch(&self, cmd: &mut std::process::Command) -> std::io::Result<Launched> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        child.wait()
+        StdLauncher.launch(cmd)
     }
 }
 
 #[test]
-fn the_child_waiter_is_pluggable() {
+fn the_process_launcher_is_pluggable() {
     let s = Setup::new(&[("01-a.sh", "true"), ("02-b.sh", "true")]);
     let b = s.bundle();
     let mut cp = Checkpoint::open(&s.dir.join("state"), b.identity(), &b.module_names()).unwrap();
-    let waiter = Arc::new(CountingWaiter(AtomicUsize::new(0)));
-    let runner = s.runner(&[]).with_waiter(waiter.clone());
+    let launcher = Arc::new(CountingLauncher(AtomicUsize::new(0)));
+    let runner = s.runner(&[]).with_launcher(launcher.clone());
     assert_eq!(
         runner.run(&*b, &mut cp, &mut Recorder::default()).unwrap(),
         RunResult::Completed { ran: 2 }
     );
-    assert_eq!(waiter.0.load(Ordering::SeqCst), 2);
+    assert_eq!(launcher.0.load(Ordering::SeqCst), 2);
 }

@@ -23,9 +23,6 @@ pub struct Hello {
     pub config_digest: String,
     /// `pid1` or `container`.
     pub mode: String,
-    /// How many times this image has started a build run (1 on the first boot).
-    #[serde(default)]
-    pub run_number: u32,
 }
 
 /// What a stream other than the events stream carries; announced before its first byte.

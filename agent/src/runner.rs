@@ -407,7 +407,7 @@ impl Runner {
             .env_clear()
             .envs(env.iter().map(|(k, v)| (k, v)))
             .envs(step.env.iter().map(|(k, v)| (k, v)))
-            .stdin(Stdio::null())
+            .stdin(empty_stdin())
             .stdout(writer)
             .stderr(writer2)
             .process_group(0);
@@ -628,5 +628,17 @@ mod tests {
         let mut t = Tail::default();
         t.push(&vec![b'x'; 10_000]);
         assert_eq!(t.text().len(), TAIL_BYTES);
+    }
+}
+
+/// Modules read nothing: `/dev/null`, or where it cannot be had (a fresh chroot's empty
+/// `/dev`, a user namespace that may not make device nodes) a pipe that is already at EOF.
+fn empty_stdin() -> Stdio {
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        return Stdio::from(null);
+    }
+    match rustix::pipe::pipe() {
+        Ok((reader, _writer)) => Stdio::from(reader),
+        Err(_) => Stdio::null(),
     }
 }

@@ -1,0 +1,3 @@
+#[derive(clap::Args, Debug)]
+pub struct CollectCmd {}
+impl CollectCmd { pub fn run(self) -> anyhow::Result<()> { anyhow::bail!("todo") } }

@@ -1,0 +1,3 @@
+#[derive(clap::Args, Debug)]
+pub struct DemoCmd {}
+impl DemoCmd { pub fn run(self) -> anyhow::Result<()> { anyhow::bail!("todo") } }

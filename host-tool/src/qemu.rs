@@ -1,0 +1,3 @@
+#[derive(clap::Args, Debug)]
+pub struct QemuCmd {}
+impl QemuCmd { pub fn run(self) -> anyhow::Result<()> { anyhow::bail!("todo") } }

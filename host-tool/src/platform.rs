@@ -16,50 +16,30 @@ pub struct Arch {
     pub qemu_machine: String,
     pub qemu_cpu: Option<String>,
     /// The kernel's name of the first serial port (`ttyS0`, `ttyAMA0`, ...).
+    pub qemu_extra_args: Vec<String>,
     pub console: String,
+    /// Glob of the kernel image inside the Debian kernel package (`boot/vmlinuz-*`).
+    pub kernel_image_glob: Option<String>,
+    pub target: crate::targets::Target,
 }
-
-struct Row {
-    name: &'static str,
-    qemu: &'static str,
-    machine: &'static str,
-    cpu: Option<&'static str>,
-    console: &'static str,
-}
-
-// Interim table until the architecture table lands; same names as targets/.
-const ROWS: &[Row] = &[
-    Row { name: "x86_64", qemu: "qemu-system-x86_64", machine: "q35", cpu: None, console: "ttyS0" },
-    Row { name: "x86_32", qemu: "qemu-system-i386", machine: "pc", cpu: None, console: "ttyS0" },
-    Row { name: "armv8l64", qemu: "qemu-system-aarch64", machine: "virt", cpu: Some("cortex-a57"), console: "ttyAMA0" },
-    Row { name: "armv7lhf", qemu: "qemu-system-arm", machine: "virt", cpu: Some("cortex-a15"), console: "ttyAMA0" },
-    Row { name: "ppc64l", qemu: "qemu-system-ppc64", machine: "pseries", cpu: None, console: "hvc0" },
-    Row { name: "ppc64b", qemu: "qemu-system-ppc64", machine: "pseries", cpu: None, console: "hvc0" },
-    Row { name: "riscv64", qemu: "qemu-system-riscv64", machine: "virt", cpu: None, console: "ttyS0" },
-];
 
 /// The architecture called `name`, or an error listing the valid names.
 pub fn arch(name: &str) -> anyhow::Result<Arch> {
-    match ROWS.iter().find(|r| r.name == name) {
-        Some(r) => Ok(Arch {
-            name: r.name.into(),
-            bst_arch: r.name.into(),
-            qemu_binary: r.qemu.into(),
-            qemu_machine: r.machine.into(),
-            qemu_cpu: r.cpu.map(Into::into),
-            console: r.console.into(),
-        }),
-        None => anyhow::bail!(
-            "unknown architecture '{name}'; valid: {}",
-            ROWS.iter().map(|r| r.name).collect::<Vec<_>>().join(", ")
-        ),
-    }
+    let t = crate::targets::lookup(name)?;
+    Ok(Arch {
+        name: t.name.clone(),
+        bst_arch: t.bst_arch.clone(),
+        qemu_binary: t.qemu.binary.clone(),
+        qemu_machine: t.qemu.machine.clone(),
+        qemu_cpu: Some(t.qemu.cpu.clone()).filter(|c| !c.is_empty()),
+        qemu_extra_args: t.qemu.extra_args.clone(),
+        console: t.qemu.console.clone(),
+        kernel_image_glob: t.kernel.image_path.clone(),
+        target: t,
+    })
 }
 
 /// The static agent for `arch`, built if needed.
 pub fn agent_binary(arch: &Arch) -> anyhow::Result<PathBuf> {
-    anyhow::bail!(
-        "building the agent for {} is not available in this build; pass --agent FILE",
-        arch.name
-    )
+    crate::agent_build::ensure_agent(&arch.target)
 }

@@ -6,14 +6,15 @@ use super::link::Incoming;
 use super::model::{Report, SysrootRecord};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use stagehand_agent::events::{Event, StreamKind};
 use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 pub const REPORT: &str = "report.json";
-pub const STATE: &str = ".collect-state.json";
+/// The events stream of session N, as received: `events-N.jsonl`. A rerun replays
+/// these to rebuild its state.
+pub const EVENTS_PREFIX: &str = "events-";
 pub const LOGS: &str = "logs";
 
 /// Where one stream's bytes go.
@@ -27,8 +28,8 @@ pub struct StreamSink {
     pub ended: Option<(u64, String, bool)>,
 }
 
-/// Everything the demux must remember across a dropped link (saved in the out folder).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+/// What the demux knows; rebuilt from the events files when a collection resumes.
+#[derive(Clone, Debug, Default)]
 pub struct DemuxState {
     pub report: Option<Report>,
     pub streams: BTreeMap<u32, StreamSink>,
@@ -38,6 +39,10 @@ pub struct DemuxState {
     /// `FileComplete` events by stream: (name, size, sha256).
     pub file_complete: BTreeMap<u32, (String, u64, String)>,
     pub rejected: u64,
+    /// Counts sessions seen in this output folder, from 1.
+    pub session_index: u32,
+    /// Data for streams not yet announced, held until their `StreamOpened`.
+    pub pending: BTreeMap<u32, Vec<(u64, Vec<u8>)>>,
 }
 
 /// What the collector tells the display.
@@ -58,6 +63,7 @@ pub struct Demux {
     started: std::time::Instant,
     start_offset_s: f64,
     pub packing: Option<(u64, u64)>,
+    replaying: bool,
 }
 
 fn sanitize(name: &str) -> String {
@@ -73,6 +79,7 @@ impl Demux {
     pub fn new(out: &Path, console_name: &str, state: Option<DemuxState>) -> Result<Demux> {
         std::fs::create_dir_all(out.join(LOGS)).with_context(|| format!("cannot create {}", out.display()))?;
         let mut state = state.unwrap_or_default();
+        state.session_index = state.session_index.max(1);
         let report = state.report.get_or_insert_with(|| Report::new(now_unix()));
         let start_offset_s = report.elapsed_s;
         Ok(Demux {
@@ -83,7 +90,82 @@ impl Demux {
             started: std::time::Instant::now(),
             start_offset_s,
             packing: None,
+            replaying: false,
         })
+    }
+
+    /// Rebuild the state of an interrupted collection in `out` from its events files;
+    /// `None` when there is nothing to resume.
+    pub fn resume(out: &Path, console_name: &str) -> Result<Option<Demux>> {
+        let mut sessions: Vec<(u32, PathBuf)> = std::fs::read_dir(out)?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let n = name.strip_prefix(EVENTS_PREFIX)?.strip_suffix(".jsonl")?.parse().ok()?;
+                Some((n, e.path()))
+            })
+            .collect();
+        if sessions.is_empty() {
+            return Ok(None);
+        }
+        sessions.sort();
+        let old: Option<Report> = std::fs::read(out.join(REPORT)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let mut d = Demux::new(out, console_name, None)?;
+        d.replaying = true;
+        for (n, path) in &sessions {
+            if d.state.events_offset > 0 {
+                d.begin_new_session();
+            }
+            d.state.session_index = *n;
+            let bytes = std::fs::read(path)?;
+            d.handle(Incoming::Data { stream: 0, offset: 0, bytes })?;
+        }
+        d.replaying = false;
+        for sink in d.state.streams.values_mut() {
+            sink.written = std::fs::metadata(out.join(&sink.path)).map(|m| m.len()).unwrap_or(0);
+        }
+        if let Some(old) = old {
+            let r = d.report_mut();
+            r.started_at_unix = old.started_at_unix;
+            r.link_resumes = old.link_resumes;
+            for m in r.modules.iter_mut() {
+                if let Some(o) = old.modules.iter().find(|o| o.index == m.index && o.name == m.name) {
+                    m.start = o.start.or(m.start);
+                }
+            }
+            d.start_offset_s = old.elapsed_s;
+            d.report_mut().elapsed_s = old.elapsed_s;
+        }
+        d.report_mut().link_resumes += 1;
+        Ok(Some(d))
+    }
+
+    /// The file already delivered on `stream` in the current session, for the receiver
+    /// to hash again when it resumes.
+    pub fn delivered_prefix(&self, stream: u32) -> std::io::Result<Box<dyn std::io::Read>> {
+        let path = if stream == 0 {
+            Some(self.events_path())
+        } else {
+            self.state.streams.get(&stream).map(|s| self.out.join(&s.path))
+        };
+        match path.filter(|p| p.exists()) {
+            Some(p) => Ok(Box::new(std::fs::File::open(p)?)),
+            None => Ok(Box::new(std::io::empty())),
+        }
+    }
+
+    fn events_path(&self) -> PathBuf {
+        self.out.join(format!("{EVENTS_PREFIX}{}.jsonl", self.state.session_index))
+    }
+
+    /// Another session (the agent restarted): streams start again from offset 0.
+    fn begin_new_session(&mut self) {
+        self.state.session_index += 1;
+        self.state.events_offset = 0;
+        self.state.events_partial.clear();
+        self.state.streams.clear();
+        self.state.pending.clear();
+        self.state.file_complete.clear();
     }
 
     pub fn out_dir(&self) -> &Path {
@@ -137,20 +219,26 @@ impl Demux {
                 self.console.as_mut().expect("opened").write_all(&bytes)?;
             }
             Incoming::Hello { .. } => {}
-            Incoming::NewSession => {
-                self.report_mut().link_resumes += 1;
-                // A fresh session restarts every stream from offset 0.
-                self.state.events_offset = 0;
-                self.state.events_partial.clear();
-                notices.push(Notice::LinkResumed);
+            Incoming::NewSession { .. } => {
+                if self.state.events_offset > 0 || !self.state.streams.is_empty() {
+                    self.begin_new_session();
+                    self.report_mut().link_resumes += 1;
+                    notices.push(Notice::LinkResumed);
+                }
             }
-            Incoming::Rejected { reason } => {
-                self.state.rejected += 1;
-                notices.push(Notice::Rejected(reason));
+            Incoming::Rejected { reason, count } => {
+                self.state.rejected += count as u64;
+                notices.push(Notice::Rejected(if count > 1 { format!("{reason} (x{count})") } else { reason }));
             }
             Incoming::Data { stream: 0, offset, bytes } => {
                 if offset != self.state.events_offset {
                     anyhow::bail!("events stream out of order (offset {offset}, expected {})", self.state.events_offset);
+                }
+                if !self.replaying {
+                    let p = self.events_path();
+                    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p)
+                        .with_context(|| format!("cannot write {}", p.display()))?;
+                    f.write_all(&bytes)?;
                 }
                 self.state.events_offset += bytes.len() as u64;
                 self.state.events_partial.extend_from_slice(&bytes);
@@ -203,8 +291,19 @@ impl Demux {
                         m.log = Some(p);
                     }
                 }
-                // A re-announced stream (same id after a resume) keeps what it has.
+                // A module log of an earlier session is kept: the new one gets the session number.
+                let path = if self.state.session_index > 1 && matches!(kind, StreamKind::ModuleLog { .. }) && self.out.join(&path).exists() && !self.replaying {
+                    format!("{}.{}.log", path.trim_end_matches(".log"), self.state.session_index)
+                } else {
+                    path
+                };
+                if !self.replaying && matches!(kind, StreamKind::File { .. }) {
+                    let _ = std::fs::remove_file(self.out.join(&path));
+                }
                 self.state.streams.entry(*stream).or_insert(StreamSink { path, kind: kind.clone(), written: 0, ended: None });
+                for (offset, bytes) in self.state.pending.remove(stream).unwrap_or_default() {
+                    self.write_stream(*stream, offset, &bytes)?;
+                }
             }
             Event::PackProgress { tree_bytes, archive_bytes } => self.packing = Some((*tree_bytes, *archive_bytes)),
             Event::FileComplete { stream, name, size, sha256 } => {
@@ -218,7 +317,9 @@ impl Demux {
 
     fn write_stream(&mut self, stream: u32, offset: u64, bytes: &[u8]) -> Result<()> {
         let Some(sink) = self.state.streams.get_mut(&stream) else {
-            anyhow::bail!("data for stream {stream}, which was never announced");
+            // Its announcement is still on the way on the events stream.
+            self.state.pending.entry(stream).or_default().push((offset, bytes.to_vec()));
+            return Ok(());
         };
         if offset != sink.written {
             anyhow::bail!("stream {stream} out of order (offset {offset}, have {})", sink.written);
@@ -285,7 +386,6 @@ impl Demux {
         let elapsed = self.elapsed_s();
         self.report_mut().elapsed_s = elapsed;
         write_atomic(&self.out.join(REPORT), &serde_json::to_vec_pretty(self.report())?)?;
-        write_atomic(&self.out.join(STATE), &serde_json::to_vec(&self.state)?)?;
         if let Some(c) = self.console.as_mut() {
             c.flush()?;
         }
@@ -303,6 +403,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 #[cfg(test)]
 pub mod tests {
     use super::*;
+    use sha2::{Digest, Sha256};
     use stagehand_agent::events::{Hello, ModuleOutcome, Outcome};
 
     /// A full successful run as the link would deliver it.
@@ -402,8 +503,9 @@ pub mod tests {
             demux.handle(item).unwrap();
         }
         demux.save().unwrap();
-        let state: DemuxState = serde_json::from_slice(&std::fs::read(d.path().join(STATE)).unwrap()).unwrap();
-        let mut demux = Demux::new(d.path(), "console.log", Some(state)).unwrap();
+        drop(demux);
+        let mut demux = Demux::resume(d.path(), "console.log").unwrap().unwrap();
+        assert_eq!(demux.report().modules.len(), 2);
         for item in items[7..].iter().cloned() {
             demux.handle(item).unwrap();
         }
@@ -416,6 +518,7 @@ pub mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut demux = Demux::new(d.path(), "console.log", None).unwrap();
         assert!(demux.handle(Incoming::Data { stream: 0, offset: 5, bytes: vec![b'x'] }).is_err());
-        assert!(demux.handle(Incoming::Data { stream: 9, offset: 0, bytes: vec![b'x'] }).is_err());
+        // Unannounced streams wait for their announcement instead.
+        assert!(demux.handle(Incoming::Data { stream: 9, offset: 0, bytes: vec![b'x'] }).is_ok());
     }
 }

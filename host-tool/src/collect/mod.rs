@@ -9,7 +9,7 @@ pub mod ui;
 
 use crate::util::{exit, EXIT_BUILD_FAILED, EXIT_TRANSFER_FAILED};
 use anyhow::{Context, Result};
-use demux::{Demux, DemuxState, Notice};
+use demux::{Demux, Notice};
 use link::Link;
 use source::{Got, Source};
 use std::path::{Path, PathBuf};
@@ -71,32 +71,34 @@ impl CollectCmd {
 }
 
 /// Open the output folder: refuse a finished result unless `force`, resume an interrupted one.
-pub fn prepare_out(out: &Path, key: [u8; 32], force: bool, console_name: &str) -> Result<(Demux, Box<dyn Link>)> {
+pub fn prepare_out(out: &Path, key: stagehand_agent::wire::Key, force: bool, console_name: &str) -> Result<(Demux, Box<dyn Link>)> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let state_path = out.join(demux::STATE);
-    let mut state: Option<DemuxState> = std::fs::read(&state_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
-    let finished = state.as_ref().and_then(|s| s.report.as_ref()).is_some_and(|r| r.is_finished())
-        || std::fs::read(out.join(demux::REPORT)).ok()
-            .and_then(|b| serde_json::from_slice::<model::Report>(&b).ok())
-            .is_some_and(|r| r.is_finished());
+    let finished = std::fs::read(out.join(demux::REPORT)).ok()
+        .and_then(|b| serde_json::from_slice::<model::Report>(&b).ok())
+        .is_some_and(|r| r.is_finished());
+    if finished && !force {
+        anyhow::bail!("{} holds a finished result; pass --force to replace it", out.display());
+    }
     if finished || force {
-        if finished && !force {
-            anyhow::bail!("{} holds a finished result; pass --force to replace it", out.display());
-        }
         clear_results(out)?;
-        state = None;
     }
-    let snapshot = if state.is_some() { std::fs::read(out.join(RECEIVER_STATE)).ok() } else { None };
-    if state.is_some() {
+    if let Some(demux) = Demux::resume(out, console_name)? {
         eprintln!("stagehand: resuming the interrupted collection in {}", out.display());
+        let snapshot = std::fs::read(out.join(RECEIVER_STATE)).ok();
+        let link = link::open(key, snapshot.as_deref(), |s| demux.delivered_prefix(s))?;
+        return Ok((demux, link));
     }
-    let link = link::open(key, snapshot.as_deref())?;
-    let demux = Demux::new(out, console_name, state)?;
-    Ok((demux, link))
+    let link = link::open(key, None, |_| Ok(Box::new(std::io::empty())))?;
+    Ok((Demux::new(out, console_name, None)?, link))
 }
 
 fn clear_results(out: &Path) -> Result<()> {
-    for name in [demux::REPORT, demux::STATE, RECEIVER_STATE, "report.html", "agent.log", "sysroot.bst",
+    for entry in std::fs::read_dir(out)?.filter_map(|e| e.ok()) {
+        if entry.file_name().to_string_lossy().starts_with(demux::EVENTS_PREFIX) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    for name in [demux::REPORT, RECEIVER_STATE, "report.html", "agent.log", "sysroot.bst",
         "sysroot.tar", "sysroot.tar.gz", "sysroot.tar.partial", "sysroot.tar.gz.partial", "sysroot.tar.sha256", "sysroot.tar.gz.sha256"] {
         let p = out.join(name);
         if p.exists() {
@@ -317,7 +319,7 @@ mod tests {
         run_session(&mut OneByte(&mut src), &mut link, &mut demux, &mut Quiet, &SessionOpts { timeout: None }, &mut || false).unwrap();
         assert!(conclude(&out, &demux, &mut Quiet).is_ok());
         assert!(out.join("sysroot.tar.gz").is_file());
-        let err = prepare_out(&out, [0; 32], false, "console.log").err().unwrap();
+        let err = prepare_out(&out, stagehand_agent::wire::Key([0; 32]), false, "console.log").err().unwrap();
         assert!(err.to_string().contains("holds a finished result"));
     }
 

@@ -19,7 +19,7 @@ pub const RECEIVER_STATE: &str = ".receiver-state";
 
 /// `stagehand collect (--serial DEV [--baud N] | --listen ADDR | --input FILE [--follow]) --key FILE --out DIR`
 #[derive(clap::Args, Debug)]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["serial", "listen", "input"])))]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["serial", "listen", "input"])))]
 pub struct CollectCmd {
     /// Serial device the agent writes to (set to raw mode).
     #[arg(long, value_name = "DEV")]
@@ -75,7 +75,7 @@ pub fn prepare_out(out: &Path, key: stagehand_agent::wire::Key, force: bool, con
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let finished = std::fs::read(out.join(demux::REPORT)).ok()
         .and_then(|b| serde_json::from_slice::<model::Report>(&b).ok())
-        .is_some_and(|r| r.is_finished());
+        .is_some_and(|r| r.is_final());
     if finished && !force {
         anyhow::bail!("{} holds a finished result; pass --force to replace it", out.display());
     }

@@ -96,6 +96,12 @@ impl Report {
         self.outcome != "running"
     }
 
+    /// The run reached an end that a rerun cannot change (a transfer failure can be
+    /// resumed; these cannot).
+    pub fn is_final(&self) -> bool {
+        matches!(self.outcome.as_str(), "success" | "build_failed" | "error")
+    }
+
     fn module_mut(&mut self, index: usize, name: &str) -> &mut ModuleRecord {
         if let Some(pos) = self.modules.iter().position(|m| m.index == index && m.name == name) {
             return &mut self.modules[pos];

@@ -84,7 +84,7 @@ impl BundleCmd {
         let made = std::fs::read_dir(tmp.path())?
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().contains(".tar")))
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{}.tar", normal_name(element)))))
             .context("bst source-bundle wrote no tarball")?;
         kind_of_tarball(&made)?;
         std::fs::rename(&made, &self.out).with_context(|| format!("cannot move the bundle to {}", self.out.display()))?;

@@ -18,8 +18,6 @@ pub struct Arch {
     /// The kernel's name of the first serial port (`ttyS0`, `ttyAMA0`, ...).
     pub qemu_extra_args: Vec<String>,
     pub console: String,
-    /// Glob of the kernel image inside the Debian kernel package (`boot/vmlinuz-*`).
-    pub kernel_image_glob: Option<String>,
     pub target: crate::targets::Target,
 }
 
@@ -34,7 +32,6 @@ pub fn arch(name: &str) -> anyhow::Result<Arch> {
         qemu_cpu: Some(t.qemu.cpu.clone()).filter(|c| !c.is_empty()),
         qemu_extra_args: t.qemu.extra_args.clone(),
         console: t.qemu.console.clone(),
-        kernel_image_glob: t.kernel.image_path.clone(),
         target: t,
     })
 }

@@ -276,8 +276,28 @@ pub fn write_format(root: &Path, format: Format, out: &Path, compress: bool, siz
             b.follow_symlinks(false);
             b.mode(tar::HeaderMode::Deterministic);
             for rel in newc::sorted_tree(root)? {
-                b.append_path_with_name(root.join(&rel), &rel)
-                    .with_context(|| format!("cannot add {} to the tarball", rel.display()))?;
+                let full = root.join(&rel);
+                let meta = std::fs::symlink_metadata(&full)?;
+                use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                let ft = meta.file_type();
+                if ft.is_char_device() || ft.is_block_device() {
+                    let mut h = tar::Header::new_gnu();
+                    h.set_entry_type(if ft.is_char_device() { tar::EntryType::Char } else { tar::EntryType::Block });
+                    h.set_mode(meta.mode() & 0o7777);
+                    h.set_uid(0);
+                    h.set_gid(0);
+                    h.set_mtime(0);
+                    h.set_size(0);
+                    h.set_device_major(libc::major(meta.rdev()))?;
+                    h.set_device_minor(libc::minor(meta.rdev()))?;
+                    h.set_cksum();
+                    b.append_data(&mut h, &rel, std::io::empty())?;
+                } else if ft.is_socket() || ft.is_fifo() {
+                    continue;
+                } else {
+                    b.append_path_with_name(&full, &rel)
+                        .with_context(|| format!("cannot add {} to the tarball", rel.display()))?;
+                }
             }
             b.finish()?;
             Ok(())

@@ -45,58 +45,61 @@ impl Then {
     }
 }
 
-/// How the agent reaches the host, as the agent's configuration spells it.
+/// How the agent reaches the host, in the agent configuration's own syntax (kept as
+/// written): `serial:DEV[,BAUD][,flow=none|rtscts][,oneway]`, `console[:DEV][,oneway]`,
+/// `tcp:HOST:PORT`, `file:PATH`.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Channel {
-    Serial { device: String, baud: u32 },
-    Tcp { host: String, port: u16 },
-    File { path: String },
-    Console,
-}
+pub struct Channel(String);
 
 impl std::str::FromStr for Channel {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         let usage = "use serial:DEV[,BAUD], tcp:HOST:PORT, file:PATH or console";
-        if s == "console" {
-            return Ok(Channel::Console);
-        }
+        let check_opts = |opts: &[&str], allow_baud: bool| -> Result<(), String> {
+            for (i, o) in opts.iter().enumerate() {
+                let ok = *o == "oneway"
+                    || *o == "flow=none"
+                    || *o == "flow=rtscts"
+                    || (allow_baud && i == 0 && o.parse::<u32>().is_ok_and(|b| b > 0));
+                if !ok {
+                    return Err(format!("unknown channel option '{o}' in '{s}'"));
+                }
+            }
+            Ok(())
+        };
         if let Some(rest) = s.strip_prefix("serial:") {
-            let (dev, baud) = match rest.split_once(',') {
-                Some((d, b)) => (d, b.parse().map_err(|_| format!("bad baud rate '{b}' in '{s}'"))?),
-                None => (rest, 115200),
-            };
-            if !dev.starts_with('/') {
+            let parts: Vec<&str> = rest.split(',').collect();
+            if !parts[0].starts_with('/') {
                 return Err(format!("serial device in '{s}' must be a path like /dev/ttyS1"));
             }
-            return Ok(Channel::Serial { device: dev.into(), baud });
-        }
-        if let Some(rest) = s.strip_prefix("tcp:") {
+            check_opts(&parts[1..], true)?;
+        } else if s == "console" || s.starts_with("console:") || s.starts_with("console,") {
+            let rest = s.trim_start_matches("console").trim_start_matches(':');
+            let parts: Vec<&str> = rest.split(',').collect();
+            if !parts[0].is_empty() && !parts[0].starts_with('/') {
+                return Err(format!("console device in '{s}' must be a path like /dev/ttyS0"));
+            }
+            check_opts(&parts[1..], false)?;
+        } else if let Some(rest) = s.strip_prefix("tcp:") {
             let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("'{s}' lacks a port; {usage}"))?;
-            let port = port.parse().map_err(|_| format!("bad port '{port}' in '{s}'"))?;
+            port.parse::<u16>().map_err(|_| format!("bad port '{port}' in '{s}'"))?;
             if host.is_empty() {
                 return Err(format!("'{s}' lacks a host; {usage}"));
             }
-            return Ok(Channel::Tcp { host: host.into(), port });
-        }
-        if let Some(path) = s.strip_prefix("file:") {
-            if path.is_empty() {
-                return Err(format!("'{s}' lacks a path; {usage}"));
+        } else if let Some(path) = s.strip_prefix("file:") {
+            if !path.starts_with('/') {
+                return Err(format!("'{s}' needs an absolute path; {usage}"));
             }
-            return Ok(Channel::File { path: path.into() });
+        } else {
+            return Err(format!("unknown channel '{s}'; {usage}"));
         }
-        Err(format!("unknown channel '{s}'; {usage}"))
+        Ok(Channel(s.to_string()))
     }
 }
 
 impl std::fmt::Display for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Channel::Serial { device, baud } => write!(f, "serial:{device},{baud}"),
-            Channel::Tcp { host, port } => write!(f, "tcp:{host}:{port}"),
-            Channel::File { path } => write!(f, "file:{path}"),
-            Channel::Console => f.write_str("console"),
-        }
+        f.write_str(&self.0)
     }
 }
 
@@ -407,10 +410,11 @@ mod tests {
 
     #[test]
     fn channels_parse_and_print() {
-        for s in ["serial:/dev/ttyS1,115200", "tcp:10.0.2.2:7000", "file:/dev/vda2", "console"] {
+        for s in ["serial:/dev/ttyS1,115200", "serial:/dev/ttyAMA1", "serial:/dev/ttyS1,9600,flow=rtscts,oneway", "tcp:10.0.2.2:7000", "tcp:[fe80::1]:7000", "file:/dev/vda2", "console", "console:/dev/hvc0,oneway"] {
             assert_eq!(s.parse::<Channel>().unwrap().to_string(), s);
         }
-        assert_eq!("serial:/dev/ttyAMA1".parse::<Channel>().unwrap().to_string(), "serial:/dev/ttyAMA1,115200");
+        assert!("serial:/dev/ttyS1,fast".parse::<Channel>().is_err());
+        assert!("console:hvc0".parse::<Channel>().is_err());
         assert!("serial:ttyS1".parse::<Channel>().is_err());
         assert!("tcp:host".parse::<Channel>().is_err());
         assert!("udp:x".parse::<Channel>().is_err());
@@ -418,7 +422,7 @@ mod tests {
 
     #[test]
     fn config_has_the_agreed_keys_and_overrides() {
-        let c = agent_config("x86_64", "/stagehand/bundle.tar.gz", Some("buildstream"), &Channel::Console, Then::Poweroff, Then::Shell,
+        let c = agent_config("x86_64", "/stagehand/bundle.tar.gz", Some("buildstream"), &"console".parse().unwrap(), Then::Poweroff, Then::Shell,
             &["ip=\"10.0.2.15/24\"".into(), "one_way_repeats=3".into(), "hostname=board".into()]).unwrap();
         assert_eq!(c["target"], "x86_64");
         assert_eq!(c["bundle"], "/stagehand/bundle.tar.gz");
@@ -427,7 +431,7 @@ mod tests {
         assert_eq!(c["one_way_repeats"], 3);
         assert_eq!(c["hostname"], "board");
         assert_eq!(c["ip"], "10.0.2.15/24");
-        assert!(agent_config("x", "/b", None, &Channel::Console, Then::Halt, Then::Halt, &["novalue".into()]).is_err());
+        assert!(agent_config("x", "/b", None, &"console".parse().unwrap(), Then::Halt, Then::Halt, &["novalue".into()]).is_err());
     }
 
     #[test]

@@ -56,7 +56,14 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // Usage errors exit with 1 (2 means a failed build); --help and --version with 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { 1 } else { 0 });
+        }
+    };
     let result = match cli.command {
         Command::Targets(cmd) => cmd.run(),
         Command::Agent(cmd) => cmd.run(),

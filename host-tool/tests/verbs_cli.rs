@@ -16,7 +16,8 @@ fn fixup_reports_changes_then_nothing() {
     assert!(o.status.success());
     assert!(text(&o).contains("needs no changes"), "{}", text(&o));
     let o = run(&["fixup", root, "--nameserver", "not-an-ip"]);
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(o.status.code(), Some(1), "usage errors exit 1");
+    assert!(run(&["--help"]).status.success());
     let o = run(&["fixup", "/nonexistent/root"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("/nonexistent/root"));

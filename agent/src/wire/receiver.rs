@@ -160,6 +160,15 @@ impl Receiver {
         self.session
     }
 
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// A new connection: forget a partly received frame (sessions and streams stay).
+    pub fn reset_link(&mut self) {
+        self.decoder = frame::Decoder::new(self.key.clone(), Direction::AgentToHost);
+    }
+
     pub fn stats(&self) -> ReceiverStats {
         self.stats.clone()
     }

@@ -393,7 +393,8 @@ impl Sender {
                 if let Kind::Data { .. } = seg.kind {
                     self.loss.record(false, seg.wire_len);
                     if seg.copies == 1 {
-                        self.rtt_sample(now.saturating_duration_since(seg.sent_at).as_secs_f64());
+                        let rtt = now.saturating_duration_since(seg.sent_at).as_secs_f64();
+                        self.rtt_sample((rtt - self.tx_time(seg.wire_len)).max(0.0));
                     }
                 }
             } else if last_arrived.is_some_and(|l| i < l) {
@@ -453,6 +454,16 @@ impl Sender {
         self.rto = (self.srtt.unwrap_or(r) + 4.0 * self.rttvar).clamp(0.2, 30.0);
     }
 
+    /// Seconds the line takes to carry `n` bytes (0 when its rate is unknown). RTT samples
+    /// leave it out and timeouts add it back, so frame size changes do not fire timeouts.
+    fn tx_time(&self, n: usize) -> f64 {
+        self.cfg.nominal_rate.filter(|&r| r > 0).map_or(0.0, |r| n as f64 / r as f64)
+    }
+
+    fn deadline(&self, seg: &Seg) -> Instant {
+        seg.sent_at + Duration::from_secs_f64(self.rto + self.tx_time(seg.wire_len))
+    }
+
     fn adapt_frame_size(&mut self) {
         if let Some(ber) = self.loss.ber() {
             self.stats.ber_estimate = ber;
@@ -474,8 +485,7 @@ impl Sender {
     /// When [`Sender::poll_transmit`] may have something to send even without new input.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let hb = self.last_tx.map(|t| t + self.cfg.heartbeat_interval);
-        let rto = Duration::from_secs_f64(self.rto);
-        let seg = if self.cfg.two_way { self.inflight.iter().map(|s| s.sent_at + rto).min() } else { None };
+        let seg = if self.cfg.two_way { self.inflight.iter().map(|s| self.deadline(s)).min() } else { None };
         [hb, seg].into_iter().flatten().min()
     }
 
@@ -508,6 +518,10 @@ impl Sender {
     }
 
     fn track(&mut self, kind: Kind, now: Instant, copies: u32) {
+        if !self.cfg.two_way && copies >= self.cfg.one_way_repeats {
+            self.copies_done(kind);
+            return;
+        }
         let seg = Seg { kind, sent_at: now, at_bytes: u64::MAX, copies, wire_len: 0 };
         self.inflight_bytes += seg.len();
         self.inflight.push_back(seg);
@@ -548,11 +562,10 @@ impl Sender {
     /// Two-way: frames unacknowledged for the retransmission timeout are lost; no word
     /// from the host for the link timeout: hello again.
     fn expire(&mut self, now: Instant) {
-        let rto = Duration::from_secs_f64(self.rto);
-        if self.inflight.front().is_some_and(|s| now >= s.sent_at + rto) {
+        if self.inflight.iter().any(|s| now >= self.deadline(s)) {
             let segs = std::mem::take(&mut self.inflight);
             for seg in segs {
-                if now >= seg.sent_at + rto {
+                if now >= self.deadline(&seg) {
                     self.lost(seg);
                 } else {
                     self.inflight.push_back(seg);
@@ -574,16 +587,11 @@ impl Sender {
     fn repeat_one_way(&mut self, now: Instant, idle: bool) -> Option<Message> {
         let spread = (self.cfg.window_bytes / self.cfg.one_way_repeats as usize) as u64;
         let i = self.inflight.iter().position(|s| idle || self.bytes_sent >= s.at_bytes.saturating_add(spread))?;
-        let mut seg = self.inflight.remove(i)?;
+        let seg = self.inflight.remove(i)?;
         self.inflight_bytes -= seg.len();
         let msg = self.message_for(seg.kind)?;
         self.stats.retransmitted += 1;
-        seg.copies += 1;
-        if seg.copies < self.cfg.one_way_repeats {
-            self.track(seg.kind, now, seg.copies);
-        } else {
-            self.copies_done(seg.kind);
-        }
+        self.track(seg.kind, now, seg.copies + 1);
         Some(msg)
     }
 
@@ -660,12 +668,6 @@ impl Sender {
                 let kind = Kind::Data { stream: id, offset, len };
                 let msg = self.message_for(kind);
                 self.track(kind, now, 1);
-                if !self.cfg.two_way && self.cfg.one_way_repeats == 1 {
-                    if let Some(seg) = self.inflight.pop_back() {
-                        self.inflight_bytes -= seg.len();
-                        self.copies_done(kind);
-                    }
-                }
                 return msg;
             }
         }

@@ -4,7 +4,8 @@
 #
 #   scripts/setup.sh              x86_64 + aarch64 (musl) agents: what CI needs
 #   scripts/setup.sh --cross-all  also the gnu+crt-static agent targets (ppc64el, ppc64,
-#                                 armhf, riscv64, i686 musl) with Debian's cross gcc and libc
+#                                 armhf, riscv64, i686 musl) with Debian's cross gcc and libc,
+#                                 and QEMU for POWER, MIPS and RISC-V
 set -euo pipefail
 
 cross_all=0
@@ -38,6 +39,8 @@ if [ "$cross_all" -eq 1 ]; then
     gcc-powerpc64-linux-gnu libc6-dev-ppc64-cross
     gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
     gcc-riscv64-linux-gnu libc6-dev-riscv64-cross
+    # system emulators of the other families (targets/*.json "qemu")
+    qemu-system-ppc qemu-system-mips qemu-system-misc
   )
   rust_targets+=(
     i686-unknown-linux-musl

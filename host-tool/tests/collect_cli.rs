@@ -76,7 +76,7 @@ fn truncated_recording_is_a_transfer_failure() {
     let (d, _) = setup(Outcome::Success);
     let p = d.path().join("channel.out");
     let bytes = std::fs::read(&p).unwrap();
-    std::fs::write(&p, &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(&p, &bytes[..bytes.len() / 5]).unwrap();
     let o = collect(d.path(), &[]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(!d.path().join("out/sysroot.tar.gz").exists());
@@ -151,5 +151,43 @@ fn a_dropped_link_resumes_on_rerun() {
     let o = collect(d.path(), &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("resuming"));
+    assert_eq!(std::fs::read(d.path().join("out/sysroot.tar.gz")).unwrap(), file);
+}
+
+#[test]
+fn listen_accepts_a_reconnecting_agent() {
+    use std::io::Write;
+    let (d, file) = setup(Outcome::Success);
+    let wire = std::fs::read(d.path().join("channel.out")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let p = |n: &str| d.path().join(n).to_string_lossy().into_owned();
+    let child = stagehand()
+        .args(["collect", "--listen", &addr, "--key", &p("img.key"), "--out", &p("out"), "--timeout", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let connect = || {
+        for _ in 0..100 {
+            if let Ok(c) = std::net::TcpStream::connect(&addr) {
+                return c;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("collect never listened on {addr}");
+    };
+    // The first connection drops halfway; the agent reconnects and sends the rest.
+    // One-way recordings repeat every frame later on: cut early so the first part is incomplete.
+    let half = wire.len() / 5;
+    let mut c = connect();
+    c.write_all(&wire[..half]).unwrap();
+    drop(c);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut c = connect();
+    c.write_all(&wire[half..]).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("link dropped"), "{}", text(&o));
     assert_eq!(std::fs::read(d.path().join("out/sysroot.tar.gz")).unwrap(), file);
 }

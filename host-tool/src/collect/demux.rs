@@ -514,6 +514,18 @@ pub mod tests {
     }
 
     #[test]
+    fn data_ahead_of_its_announcement_waits_for_it() {
+        let d = tempfile::tempdir().unwrap();
+        let mut demux = Demux::new(d.path(), "console.log", None).unwrap();
+        demux.handle(Incoming::Data { stream: 5, offset: 0, bytes: b"early ".to_vec() }).unwrap();
+        demux.handle(Incoming::Data { stream: 5, offset: 6, bytes: b"bytes\n".to_vec() }).unwrap();
+        assert!(!d.path().join("agent.log").exists());
+        let line = Event::StreamOpened { stream: 5, kind: StreamKind::AgentLog }.to_line();
+        demux.handle(Incoming::Data { stream: 0, offset: 0, bytes: line }).unwrap();
+        assert_eq!(std::fs::read_to_string(d.path().join("agent.log")).unwrap(), "early bytes\n");
+    }
+
+    #[test]
     fn out_of_order_data_is_an_error() {
         let d = tempfile::tempdir().unwrap();
         let mut demux = Demux::new(d.path(), "console.log", None).unwrap();

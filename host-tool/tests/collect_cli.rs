@@ -191,3 +191,42 @@ fn listen_accepts_a_reconnecting_agent() {
     assert!(text(&o).contains("link dropped"), "{}", text(&o));
     assert_eq!(std::fs::read(d.path().join("out/sysroot.tar.gz")).unwrap(), file);
 }
+
+#[test]
+fn serial_line_through_a_pty() {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    let (d, file) = setup(Outcome::Success);
+    let wire = std::fs::read(d.path().join("channel.out")).unwrap();
+    let (mut master, mut slave): (libc::c_int, libc::c_int) = (0, 0);
+    // SAFETY: openpty writes two descriptors into the given integers.
+    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    assert_eq!(rc, 0, "openpty failed");
+    // SAFETY: `slave` is a valid descriptor returned by openpty.
+    let name = unsafe { std::ffi::CStr::from_ptr(libc::ptsname(master)) }.to_string_lossy().into_owned();
+    let p = |n: &str| d.path().join(n).to_string_lossy().into_owned();
+    let child = stagehand()
+        .args(["collect", "--serial", &name, "--baud", "115200", "--key", &p("img.key"), "--out", &p("out"), "--timeout", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // SAFETY: `master` is a valid descriptor owned from here on.
+    let mut m = unsafe { std::fs::File::from_raw_fd(master) };
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Raw mode: every byte, 0x00 and newlines included, must arrive unchanged.
+    let writer = std::thread::spawn(move || {
+        for chunk in wire.chunks(4096) {
+            if m.write_all(chunk).is_err() {
+                break;
+            }
+        }
+        m // kept open until collect is done: a closed master is an error on the line
+    });
+    let o = child.wait_with_output().unwrap();
+    // SAFETY: closing our copy of the slave descriptor.
+    unsafe { libc::close(slave) };
+    let _ = writer.join();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(d.path().join("out/sysroot.tar.gz")).unwrap(), file);
+}

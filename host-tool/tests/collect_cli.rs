@@ -230,3 +230,32 @@ fn serial_line_through_a_pty() {
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(std::fs::read(d.path().join("out/sysroot.tar.gz")).unwrap(), file);
 }
+
+#[test]
+fn two_way_agent_gets_its_acknowledgements() {
+    let d = tempfile::tempdir().unwrap();
+    let key = Key([9u8; 32]);
+    write_key(&d.path().join("img.key"), &key);
+    let file: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let p = |n: &str| d.path().join(n).to_string_lossy().into_owned();
+    let child = stagehand()
+        .args(["collect", "--listen", &addr, "--key", &p("img.key"), "--out", &p("out"), "--timeout", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut conn = (0..100)
+        .find_map(|_| std::net::TcpStream::connect(&addr).ok().or_else(|| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            None
+        }))
+        .expect("collect listens");
+    // The sender only finishes once the collector has acknowledged every byte.
+    assert!(two_way_run(&key, &file, &mut conn), "the sender never saw its data acknowledged");
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(d.path().join("out/sysroot.tar")).unwrap(), file);
+    assert!(d.path().join("out/sysroot.tar.sha256").is_file());
+}

@@ -176,7 +176,32 @@ pub fn run_session(
             last_save = Instant::now();
         }
     }
+    if demux.finished() {
+        linger(source, link, demux)?;
+    }
     save(demux, link)
+}
+
+/// Answer for a moment after the end so a two-way agent gets its last acknowledgements.
+fn linger(source: &mut dyn Source, link: &mut dyn Link, demux: &mut Demux) -> Result<()> {
+    let start = Instant::now();
+    let mut buf = vec![0u8; 16 * 1024];
+    while start.elapsed() < Duration::from_millis(300) {
+        let now = Instant::now();
+        while let Some(tx) = link.poll_transmit(now) {
+            source.write(&tx)?;
+        }
+        match source.read(&mut buf, Duration::from_millis(50))? {
+            Got::Bytes(n) => {
+                for item in link.input(&buf[..n], Instant::now()) {
+                    demux.handle(item)?;
+                }
+            }
+            Got::Idle => {}
+            Got::End | Got::Dropped => break,
+        }
+    }
+    Ok(())
 }
 
 fn save(demux: &mut Demux, link: &mut dyn Link) -> Result<()> {

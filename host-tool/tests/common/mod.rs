@@ -126,3 +126,57 @@ pub fn recorded_run(key: &Key, file: &[u8], outcome: Outcome) -> Vec<u8> {
     wire.extend_from_slice(b"reboot: Power down\n");
     wire
 }
+
+/// Play a run as a two-way agent over `conn`: frames out, the collector's acks in, until
+/// the sender knows everything arrived. Returns false if that did not happen in time.
+pub fn two_way_run(key: &Key, file: &[u8], conn: &mut std::net::TcpStream) -> bool {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Write};
+    let hello = Hello { agent_version: "0.1.0".into(), target: "x86_64".into(), kernel: "Linux".into(), boot_id: "b".into(), config_digest: "d".into(), mode: "pid1".into(), run_number: 1 };
+    let mut s = Sender::with_session(key.clone(), serde_json::to_vec(&hello).unwrap(), SenderConfig::for_link(true, None), 77);
+    let sha = Sha256::digest(file).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let events: Vec<u8> = [
+        Event::Hello(hello.clone()),
+        Event::Plan { bundle_kind: "script".into(), modules: vec!["only".into()], completed: vec![] },
+        Event::ModuleStarted { index: 0, total: 1, name: "only".into() },
+        Event::ModuleFinished { index: 0, name: "only".into(), outcome: ModuleOutcome { success: true, exit_code: Some(0), signal: None }, duration_ms: 5 },
+        Event::StreamOpened { stream: 2, kind: StreamKind::File { name: "sysroot.tar".into(), compression: "none".into() } },
+        Event::FileComplete { stream: 2, name: "sysroot.tar".into(), size: file.len() as u64, sha256: sha },
+        Event::Finished { outcome: Outcome::Success, message: String::new(), failed_module: None, log_tail: None, then: "poweroff".into() },
+    ].iter().flat_map(|e| e.to_line()).collect();
+    s.open(0, Priority::Control);
+    s.open(2, Priority::Bulk);
+    let (mut ev_off, mut file_off) = (0, 0);
+    conn.set_read_timeout(Some(std::time::Duration::from_millis(5))).unwrap();
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        if ev_off < events.len() {
+            ev_off += s.write(0, &events[ev_off..]).unwrap();
+            if ev_off == events.len() {
+                s.close(0).unwrap();
+            }
+        }
+        if file_off < file.len() {
+            file_off += s.write(2, &file[file_off..]).unwrap();
+            if file_off == file.len() {
+                s.close(2).unwrap();
+            }
+        }
+        let now = Instant::now();
+        while let Some(f) = s.poll_transmit(now) {
+            if conn.write_all(&f).is_err() {
+                return false;
+            }
+        }
+        match conn.read(&mut buf) {
+            Ok(0) => return s.is_done(),
+            Ok(n) => s.handle_input(&buf[..n], Instant::now()),
+            Err(_) => {}
+        }
+        if s.is_done() {
+            return true;
+        }
+    }
+    false
+}

@@ -81,8 +81,10 @@ impl Display for Plain {
 }
 
 pub struct Bars {
+    multi: indicatif::MultiProgress,
     modules: ProgressBar,
-    bytes: ProgressBar,
+    /// Shown once there are bytes to show.
+    bytes: Option<ProgressBar>,
 }
 
 impl Display for Bars {
@@ -91,11 +93,16 @@ impl Display for Bars {
         self.modules.set_position(s.modules_done as u64);
         self.modules.set_message(describe(&Status { file_bytes: 0, packing: None, ..s.clone() }));
         if s.file_bytes > 0 || s.packing.is_some() {
+            let multi = &self.multi;
+            let bytes = self.bytes.get_or_insert_with(|| {
+                let style = ProgressStyle::with_template("{bar:30} {bytes} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
+                multi.add(ProgressBar::new(0).with_style(style))
+            });
             if let Some(total) = s.file_size {
-                self.bytes.set_length(total);
+                bytes.set_length(total);
             }
-            self.bytes.set_position(s.file_bytes);
-            self.bytes.set_message(describe(&Status { module_index: None, module_name: None, total: 0, eta_s: None, ..s.clone() })
+            bytes.set_position(s.file_bytes);
+            bytes.set_message(describe(&Status { module_index: None, module_name: None, total: 0, eta_s: None, ..s.clone() })
                 .split(", ").skip(2).collect::<Vec<_>>().join(", "));
         }
     }
@@ -103,8 +110,11 @@ impl Display for Bars {
         self.modules.println(text);
     }
     fn finish(&mut self) {
-        self.modules.finish();
-        self.bytes.finish();
+        // Leave the bars as they last were: a run that stopped early must not look complete.
+        self.modules.abandon();
+        if let Some(b) = &self.bytes {
+            b.abandon();
+        }
     }
 }
 
@@ -114,9 +124,7 @@ pub fn for_stdout() -> Box<dyn Display> {
         let multi = indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
         let style = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
         let modules = multi.add(ProgressBar::new(1).with_style(style));
-        let bstyle = ProgressStyle::with_template("{bar:30} {bytes} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
-        let bytes = multi.add(ProgressBar::new(0).with_style(bstyle));
-        Box::new(Bars { modules, bytes })
+        Box::new(Bars { multi, modules, bytes: None })
     } else {
         Box::new(Plain { last: String::new(), last_at: None })
     }

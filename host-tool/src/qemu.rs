@@ -108,6 +108,12 @@ impl QemuCmd {
     pub fn run(self) -> Result<()> {
         let arch = crate::platform::arch(&self.target)?;
         let kind = image_kind(&self.image)?;
+        if self.channel == QemuChannel::Serial && !matches!(arch.name.as_str(), "x86_64" | "x86_32") {
+            anyhow::bail!(
+                "QEMU's {} machine has one serial port: use --channel console or tcp (and make the image with the matching --channel)",
+                arch.qemu_machine
+            );
+        }
         let key_path = self.key.clone().unwrap_or_else(|| crate::image::key_path_for(&self.image));
         let key = collect::link::read_key(&key_path)?;
         let qemu_bin = crate::util::which(&arch.qemu_binary)

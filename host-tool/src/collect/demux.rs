@@ -16,6 +16,10 @@ pub const REPORT: &str = "report.json";
 /// these to rebuild its state.
 pub const EVENTS_PREFIX: &str = "events-";
 pub const LOGS: &str = "logs";
+/// Streams of the current session that already ended (the receiver will not say so again).
+pub const STREAM_ENDS: &str = ".stream-ends.json";
+/// How long logs may trail the final event.
+const LOG_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Where one stream's bytes go.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -64,6 +68,7 @@ pub struct Demux {
     start_offset_s: f64,
     pub packing: Option<(u64, u64)>,
     replaying: bool,
+    over_since: Option<std::time::Instant>,
 }
 
 fn sanitize(name: &str) -> String {
@@ -91,6 +96,7 @@ impl Demux {
             start_offset_s,
             packing: None,
             replaying: false,
+            over_since: None,
         })
     }
 
@@ -121,8 +127,15 @@ impl Demux {
             d.handle(Incoming::Data { stream: 0, offset: 0, bytes })?;
         }
         d.replaying = false;
-        for sink in d.state.streams.values_mut() {
+        let ends: Option<(u32, BTreeMap<u32, (u64, String, bool)>)> =
+            std::fs::read(out.join(STREAM_ENDS)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        for (id, sink) in d.state.streams.iter_mut() {
             sink.written = std::fs::metadata(out.join(&sink.path)).map(|m| m.len()).unwrap_or(0);
+            if let Some((session, ends)) = &ends {
+                if *session == d.state.session_index {
+                    sink.ended = ends.get(id).cloned();
+                }
+            }
         }
         if let Some(old) = old {
             let r = d.report_mut();
@@ -194,12 +207,27 @@ impl Demux {
         (0, None)
     }
 
+    /// The run is over and, unless the link lost them, the logs are complete: after the
+    /// final event the logs still in flight get until their end records, or a few seconds.
     pub fn finished(&self) -> bool {
         let r = self.report();
-        match r.outcome.as_str() {
+        let over = match r.outcome.as_str() {
             "running" => false,
             "success" => r.sysroot.is_some() || self.verification_failed(),
             _ => true,
+        };
+        if !over || self.verification_failed() {
+            return over;
+        }
+        let logs_done = self.state.streams.values()
+            .all(|s| s.ended.is_some() || matches!(s.kind, StreamKind::File { .. }));
+        logs_done || self.over_since.is_some_and(|t| t.elapsed() >= LOG_GRACE)
+    }
+
+    /// Note when the run was first seen to be over (for the log grace period).
+    pub fn tick(&mut self) {
+        if self.over_since.is_none() && self.report().is_finished() {
+            self.over_since = Some(std::time::Instant::now());
         }
     }
 
@@ -386,6 +414,9 @@ impl Demux {
         let elapsed = self.elapsed_s();
         self.report_mut().elapsed_s = elapsed;
         write_atomic(&self.out.join(REPORT), &serde_json::to_vec_pretty(self.report())?)?;
+        let ends: BTreeMap<u32, (u64, String, bool)> =
+            self.state.streams.iter().filter_map(|(id, s)| Some((*id, s.ended.clone()?))).collect();
+        write_atomic(&self.out.join(STREAM_ENDS), &serde_json::to_vec(&(self.state.session_index, ends))?)?;
         if let Some(c) = self.console.as_mut() {
             c.flush()?;
         }
@@ -433,10 +464,13 @@ pub mod tests {
             Incoming::Data { stream: 2, offset: 0, bytes: b"building hello\n".to_vec() },
             Incoming::Data { stream: 0, offset: (mid + 3) as u64, bytes: events[mid + 3..before_file].to_vec() },
             Incoming::Data { stream: 3, offset: 0, bytes: b"building gcc\n".to_vec() },
+            Incoming::StreamEnd { stream: 2, len: 15, sha256: crate::util::to_hex(&Sha256::digest(b"building hello\n")), verified: true },
             Incoming::Data { stream: 4, offset: 0, bytes: file[..half].to_vec() },
             Incoming::Data { stream: 4, offset: half as u64, bytes: file[half..].to_vec() },
             Incoming::StreamEnd { stream: 4, len: file.len() as u64, sha256: sha, verified: true },
             Incoming::Data { stream: 0, offset: before_file as u64, bytes: events[before_file..].to_vec() },
+            // The last log ends after the final event: the run is over only then.
+            Incoming::StreamEnd { stream: 3, len: 13, sha256: crate::util::to_hex(&Sha256::digest(b"building gcc\n")), verified: true },
         ]
     }
 
@@ -446,7 +480,12 @@ pub mod tests {
         let mut demux = Demux::new(d.path(), "console.log", None).unwrap();
         let file = b"pretend this is a gzip tarball".repeat(100);
         let mut verified = false;
-        for item in successful_run(&file) {
+        let items = successful_run(&file);
+        let last = items.len() - 1;
+        for (i, item) in items.into_iter().enumerate() {
+            if i == last {
+                assert!(!demux.finished(), "over before the last log ended");
+            }
             for n in demux.handle(item).unwrap() {
                 verified |= matches!(n, Notice::Verified { .. });
             }

@@ -98,7 +98,7 @@ fn clear_results(out: &Path) -> Result<()> {
             std::fs::remove_file(entry.path())?;
         }
     }
-    for name in [demux::REPORT, RECEIVER_STATE, "report.html", "agent.log", "sysroot.bst",
+    for name in [demux::REPORT, RECEIVER_STATE, demux::STREAM_ENDS, "report.html", "agent.log", "sysroot.bst",
         "sysroot.tar", "sysroot.tar.gz", "sysroot.tar.partial", "sysroot.tar.gz.partial", "sysroot.tar.sha256", "sysroot.tar.gz.sha256"] {
         let p = out.join(name);
         if p.exists() {
@@ -132,6 +132,7 @@ pub fn run_session(
     let mut rate = RateMeter::default();
     let mut stopping = false;
     loop {
+        demux.tick();
         if demux.finished() {
             break;
         }

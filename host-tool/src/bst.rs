@@ -194,4 +194,11 @@ mod tests {
         assert!(p.require_element("nope.bst").unwrap_err().to_string().contains("no element nope.bst"));
         assert!(p.require_arch("x86_64").unwrap_err().to_string().contains("no 'arch' option"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arch_values_never_panics(conf in "(options:|  arch:|    values:|    - [a-z0-9_]{0,8}|    values: \\[[a-z, ]{0,12}\\]|[ a-z:#-]{0,12}|\n){0,24}") {
+            let _ = arch_values(&conf);
+        }
+    }
 }

@@ -54,7 +54,7 @@ pub fn summary(r: &Report, dir: &Path) -> String {
         let _ = writeln!(s, "\nslowest:");
         for m in timed.iter().take(5) {
             let d = m.duration_ms.unwrap_or(0);
-            let _ = writeln!(s, "  {:width$}  {:>9}  {:>3}%", m.name, dur(m), if total > 0 { d * 100 / total } else { 0 });
+            let _ = writeln!(s, "  {:width$}  {:>9}  {:>3}%", m.name, dur(m), (d * 100).checked_div(total).unwrap_or(0));
         }
     }
     for w in &r.warnings {

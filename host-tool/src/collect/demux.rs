@@ -21,6 +21,9 @@ pub const STREAM_ENDS: &str = ".stream-ends.json";
 /// How long logs may trail the final event.
 const LOG_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Length, sha256 and verified flag of each ended stream.
+type StreamEnds = BTreeMap<u32, (u64, String, bool)>;
+
 /// Where one stream's bytes go.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StreamSink {
@@ -127,7 +130,7 @@ impl Demux {
             d.handle(Incoming::Data { stream: 0, offset: 0, bytes })?;
         }
         d.replaying = false;
-        let ends: Option<(u32, BTreeMap<u32, (u64, String, bool)>)> =
+        let ends: Option<(u32, StreamEnds)> =
             std::fs::read(out.join(STREAM_ENDS)).ok().and_then(|b| serde_json::from_slice(&b).ok());
         for (id, sink) in d.state.streams.iter_mut() {
             sink.written = std::fs::metadata(out.join(&sink.path)).map(|m| m.len()).unwrap_or(0);
@@ -414,7 +417,7 @@ impl Demux {
         let elapsed = self.elapsed_s();
         self.report_mut().elapsed_s = elapsed;
         write_atomic(&self.out.join(REPORT), &serde_json::to_vec_pretty(self.report())?)?;
-        let ends: BTreeMap<u32, (u64, String, bool)> =
+        let ends: StreamEnds =
             self.state.streams.iter().filter_map(|(id, s)| Some((*id, s.ended.clone()?))).collect();
         write_atomic(&self.out.join(STREAM_ENDS), &serde_json::to_vec(&(self.state.session_index, ends))?)?;
         if let Some(c) = self.console.as_mut() {

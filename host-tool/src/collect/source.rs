@@ -212,6 +212,51 @@ impl Source for ListenSource {
     }
 }
 
+/// The host end of a QEMU chardev socket (`-chardev socket,server=on`): connected once
+/// QEMU is listening; the end of the connection means QEMU has gone.
+pub struct UnixClientSource {
+    path: PathBuf,
+    conn: std::os::unix::net::UnixStream,
+}
+
+impl UnixClientSource {
+    /// Connect, retrying while QEMU starts up, for at most `wait`.
+    pub fn connect(path: &Path, wait: Duration) -> Result<UnixClientSource> {
+        let start = std::time::Instant::now();
+        loop {
+            match std::os::unix::net::UnixStream::connect(path) {
+                Ok(conn) => return Ok(UnixClientSource { path: path.into(), conn }),
+                Err(e) if start.elapsed() < wait => {
+                    let _ = e;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => return Err(e).with_context(|| format!("cannot connect to QEMU's channel socket {}", path.display())),
+            }
+        }
+    }
+}
+
+impl Source for UnixClientSource {
+    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Got> {
+        if !wait_readable(&self.conn, timeout)? {
+            return Ok(Got::Idle);
+        }
+        match self.conn.read(buf) {
+            Ok(0) => Ok(Got::End),
+            Ok(n) => Ok(Got::Bytes(n)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Got::Idle),
+            Err(_) => Ok(Got::End),
+        }
+    }
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        let _ = self.conn.write_all(bytes);
+        Ok(())
+    }
+    fn describe(&self) -> String {
+        format!("QEMU socket {}", self.path.display())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,50 +300,5 @@ mod tests {
             }
             assert!(dropped);
         }
-    }
-}
-
-/// The host end of a QEMU chardev socket (`-chardev socket,server=on`): connected once
-/// QEMU is listening; the end of the connection means QEMU has gone.
-pub struct UnixClientSource {
-    path: PathBuf,
-    conn: std::os::unix::net::UnixStream,
-}
-
-impl UnixClientSource {
-    /// Connect, retrying while QEMU starts up, for at most `wait`.
-    pub fn connect(path: &Path, wait: Duration) -> Result<UnixClientSource> {
-        let start = std::time::Instant::now();
-        loop {
-            match std::os::unix::net::UnixStream::connect(path) {
-                Ok(conn) => return Ok(UnixClientSource { path: path.into(), conn }),
-                Err(e) if start.elapsed() < wait => {
-                    let _ = e;
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-                Err(e) => return Err(e).with_context(|| format!("cannot connect to QEMU's channel socket {}", path.display())),
-            }
-        }
-    }
-}
-
-impl Source for UnixClientSource {
-    fn read(&mut self, buf: &mut [u8], timeout: Duration) -> Result<Got> {
-        if !wait_readable(&self.conn, timeout)? {
-            return Ok(Got::Idle);
-        }
-        match self.conn.read(buf) {
-            Ok(0) => Ok(Got::End),
-            Ok(n) => Ok(Got::Bytes(n)),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(Got::Idle),
-            Err(_) => Ok(Got::End),
-        }
-    }
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        let _ = self.conn.write_all(bytes);
-        Ok(())
-    }
-    fn describe(&self) -> String {
-        format!("QEMU socket {}", self.path.display())
     }
 }

@@ -170,4 +170,66 @@ mod tests {
         let etc = text.find("etc\0").unwrap();
         assert!(dev < console && console < etc);
     }
+
+    /// Read every entry back with an independent newc reader.
+    fn read_back(bytes: &[u8]) -> Vec<(String, u32, u32, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut rest = bytes;
+        loop {
+            let mut reader = cpio::NewcReader::new(rest).unwrap();
+            if reader.entry().is_trailer() {
+                break;
+            }
+            let e = reader.entry();
+            let (name, mode, uid) = (e.name().to_string(), e.mode(), e.uid());
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut data).unwrap();
+            out.push((name, mode, uid, data));
+            rest = reader.finish().unwrap();
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        #[test]
+        fn any_tree_reads_back_sorted_and_whole(
+            files in proptest::collection::btree_map("[a-c]{1,3}(/[a-c]{1,3}){0,2}", proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 1..12),
+            exec in proptest::prelude::any::<bool>(),
+        ) {
+            use std::os::unix::fs::PermissionsExt;
+            let d = tempfile::tempdir().unwrap();
+            let mut expected = std::collections::BTreeMap::new();
+            for (path, data) in &files {
+                let p = d.path().join(path);
+                // A name that is already a file cannot also be a folder: skip those.
+                if p.ancestors().skip(1).any(|a| a.is_file()) || p.is_dir() {
+                    continue;
+                }
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, data).unwrap();
+                let mode = if exec { 0o755 } else { 0o644 };
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+                expected.insert(path.clone(), (mode, data.clone()));
+            }
+            let bytes = write_tree(d.path(), Vec::new()).unwrap();
+            let entries = read_back(&bytes);
+            let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+            // Parents come before their children, and the console is there.
+            for (i, n) in names.iter().enumerate() {
+                if let Some((parent, _)) = n.rsplit_once('/') {
+                    proptest::prop_assert!(names[..i].contains(&parent), "{} before its folder", n);
+                }
+            }
+            proptest::prop_assert!(entries.iter().any(|e| e.0 == "dev/console" && e.1 == S_IFCHR | 0o600));
+            proptest::prop_assert!(entries.iter().all(|e| e.2 == 0));
+            for (path, (mode, data)) in &expected {
+                let e = entries.iter().find(|e| &e.0 == path).unwrap();
+                proptest::prop_assert_eq!(e.1, S_IFREG | mode);
+                proptest::prop_assert_eq!(&e.3, data);
+            }
+            // Same tree, same bytes.
+            proptest::prop_assert_eq!(write_tree(d.path(), Vec::new()).unwrap(), bytes);
+        }
+    }
 }

@@ -198,3 +198,35 @@ fn wrong_key_is_rejected_with_bad_tag() {
     assert!(res.rejected.get(&RejectReason::BadTag).is_some_and(|&n| n >= 2), "{:?}", res.rejected);
     assert!(RejectReason::BadTag.to_string().contains("wrong --key?"));
 }
+
+/// Line bytes per stream byte for the frame sizes the links use (docs/protocol.md).
+#[test]
+fn frame_overhead() {
+    use stagehand_agent::wire::frame::{encode, Direction, Frame, Message, MAX_DATA};
+    let mut report = String::new();
+    for (what, size) in [("min", 64), ("serial start", 1024), ("4 KiB", 4096), ("serial max", 16384), ("TCP max", MAX_DATA)] {
+        let bytes = Rng::new(size as u64).bytes(size);
+        let f = Frame { session: 1, seq: 1, msg: Message::Data { stream: 3, offset: 1 << 20, bytes } };
+        let mut wire = Vec::new();
+        encode(&f, &key(), Direction::AgentToHost, &mut wire);
+        let pct = 100.0 * (wire.len() - size) as f64 / wire.len() as f64;
+        report += &format!("{what}: {size} B -> {} B on the line, overhead {pct:.2}%\n", wire.len());
+        if size >= 4096 {
+            assert!(pct <= 1.5, "{report}");
+        }
+    }
+    eprint!("{report}");
+}
+
+#[test]
+fn gigabit_like_link_uses_big_frames() {
+    let mut line = LineConfig::serial(115200);
+    line.rate = 110_000_000;
+    line.latency = std::time::Duration::from_micros(200);
+    let work: Workload = vec![(3, Priority::Bulk, Rng::new(6).bytes(4 << 20))];
+    let r = run_with(SenderConfig::for_link(true, None), &line, &work);
+    assert_exact(&r, &work);
+    eprintln!("gigabit: {:.1}% goodput, frame {} B", r.goodput_pct, r.sender.frame_size);
+    assert!(r.sender.frame_size > 32 * 1024, "{:?}", r.sender);
+    assert!(r.goodput_pct > 90.0, "{:.1}%", r.goodput_pct);
+}

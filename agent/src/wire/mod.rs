@@ -11,6 +11,22 @@
 //! - [`linesim`]: a simulated serial line (baud rate, faults) for tests and benchmarks.
 //!
 //! Nothing here knows what the streams mean: see [`crate::events`].
+//!
+//! How the rest of the project uses it:
+//! - agent: `Uplink::start(transport, key, hello_json)` (or [`uplink::Uplink::spawn`] with
+//!   a configured [`sender::Sender`]) gives an [`uplink::UplinkHandle`]: `open(stream,
+//!   priority)`, `write` / `writer(stream)` (block while the window is full: constant
+//!   memory), `try_write` (never blocks), `close(stream)` (end record with length and
+//!   sha256), `finish(timeout)` (everything arrived, or sent with its copies on one-way
+//!   links). The thread reconnects on errors and never panics out.
+//! - host: [`receiver::Receiver`]: `handle_input(bytes, now)` gives [`receiver::RxEvent`]s
+//!   (console text, hello, in-order stream data exactly once, verified stream ends,
+//!   rejections with a reason such as "wrong --key?"); on two-way links send what
+//!   `poll_transmit(now)` returns; persist `snapshot()` and `restore` it after a restart.
+//! - key: [`Key::generate`], [`Key::to_hex`], [`Key::from_hex_file`].
+//! - tests and benchmarks: [`linesim::simulate`] runs a sender against a receiver on a
+//!   simulated line (rate, bit errors, drops, bursts, silences, console text, reconnects)
+//!   in simulated time; [`linesim::pipe`] is a real-time [`Transport`] pair.
 
 pub mod cobs;
 pub mod frame;

@@ -389,7 +389,7 @@ impl Sender {
         let last_arrived = segs.iter().rposition(|s| self.arrived(s.kind));
         for (i, seg) in segs.into_iter().enumerate() {
             if self.arrived(seg.kind) {
-                self.inflight_bytes -= seg.len();
+                self.inflight_bytes = self.inflight_bytes.saturating_sub(seg.len());
                 if let Kind::Data { .. } = seg.kind {
                     self.loss.record(false, seg.wire_len);
                     if seg.copies == 1 {
@@ -415,7 +415,7 @@ impl Sender {
     }
 
     fn lost(&mut self, seg: Seg) {
-        self.inflight_bytes -= seg.len();
+        self.inflight_bytes = self.inflight_bytes.saturating_sub(seg.len());
         if let Kind::Data { .. } = seg.kind {
             self.loss.record(true, seg.wire_len);
         }
@@ -588,7 +588,7 @@ impl Sender {
         let spread = (self.cfg.window_bytes / self.cfg.one_way_repeats as usize) as u64;
         let i = self.inflight.iter().position(|s| idle || self.bytes_sent >= s.at_bytes.saturating_add(spread))?;
         let seg = self.inflight.remove(i)?;
-        self.inflight_bytes -= seg.len();
+        self.inflight_bytes = self.inflight_bytes.saturating_sub(seg.len());
         let msg = self.message_for(seg.kind)?;
         self.stats.retransmitted += 1;
         self.track(seg.kind, now, seg.copies + 1);
@@ -617,6 +617,9 @@ impl Sender {
             Kind::Data { stream, offset, len } => {
                 let tx = self.streams.get(&stream)?;
                 let start = offset.checked_sub(tx.base)? as usize;
+                if start + len > tx.buf.len() {
+                    return None;
+                }
                 let bytes: Vec<u8> = tx.buf.range(start..start + len).copied().collect();
                 Some(Message::Data { stream, offset, bytes })
             }
@@ -690,7 +693,8 @@ impl Tx {
     }
 
     fn mark_arrived(&mut self, s: u64, e: u64) {
-        let (s, e) = (s.max(self.base), e.min(self.written));
+        // Only bytes sent can have arrived, whatever an ack claims.
+        let (s, e) = (s.max(self.base), e.min(self.next));
         if s >= e {
             return;
         }

@@ -168,6 +168,12 @@ impl UplinkHandle {
         Ok(())
     }
 
+    /// Queue what fits without waiting; returns how many bytes were taken (for producers
+    /// that must never block, such as a log tee: they may drop or keep the rest).
+    pub fn try_write(&self, stream: StreamId, data: &[u8]) -> io::Result<usize> {
+        self.state().sender.write(stream, data).map_err(send_error)
+    }
+
     /// An [`io::Write`] into `stream` (blocking like [`UplinkHandle::write`]).
     pub fn writer(&self, stream: StreamId) -> StreamWriter {
         StreamWriter { handle: self.clone(), stream }

@@ -262,8 +262,19 @@ pub fn preflight(root: &Path, target: &Target) -> anyhow::Result<RustTarget> {
         ));
     }
     if !missing.is_empty() {
+        // Point at the setup script only where it really installs this target.
+        let setup =
+            std::fs::read_to_string(root.join("scripts").join("setup.sh")).unwrap_or_default();
+        let covered = setup
+            .split(|c: char| c.is_whitespace() || "()\"'".contains(c))
+            .any(|word| word == r.triple);
+        let hint = if covered {
+            " (scripts/setup.sh --cross-all installs all of it)"
+        } else {
+            ""
+        };
         bail!(
-            "cannot build the agent for {} ({}): missing {} (or run scripts/setup.sh --cross-all)",
+            "cannot build the agent for {} ({}): missing {}{hint}",
             target.name,
             r.triple,
             missing.join("; ")

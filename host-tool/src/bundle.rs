@@ -98,6 +98,13 @@ pub fn normal_name(element: &str) -> String {
     element.trim_end_matches(".bst").replace('/', "-")
 }
 
+/// `NN-name.sh`: one module of a script bundle.
+fn is_numbered_script(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(".sh") else { return false };
+    let digits = stem.chars().take_while(|c| c.is_ascii_digit()).count();
+    digits > 0 && stem[digits..].starts_with('-') && stem.len() > digits + 1
+}
+
 fn looks_like_build_sh(text: &str) -> bool {
     text.lines().any(|l| l.trim_start().starts_with("for module in"))
 }
@@ -116,8 +123,11 @@ pub fn kind_of_tree(dir: &Path) -> Result<&'static str> {
             return Ok("buildstream");
         }
     }
+    if std::fs::read_dir(dir)?.filter_map(|e| e.ok()).any(|e| is_numbered_script(&e.file_name().to_string_lossy())) {
+        return Ok("script");
+    }
     anyhow::bail!(
-        "{} does not look like a build bundle (no build.sh with a 'for module in' line, no native-bootstrap)",
+        "{} does not look like a build bundle (no build.sh with a 'for module in' line, no native-bootstrap, no NN-name.sh scripts)",
         dir.display()
     )
 }
@@ -132,9 +142,10 @@ pub fn kind_of_tarball(path: &Path) -> Result<&'static str> {
     };
     let mut archive = tar::Archive::new(reader);
     let not_a_bundle = || anyhow::anyhow!(
-        "{} does not look like a build bundle (no build.sh with a 'for module in' line, no native-bootstrap)",
+        "{} does not look like a build bundle (no build.sh with a 'for module in' line, no native-bootstrap, no NN-name.sh scripts)",
         path.display()
     );
+    let mut scripts = false;
     let entries = archive.entries().map_err(|_| not_a_bundle())?;
     for entry in entries {
         let mut entry = entry.map_err(|_| not_a_bundle())?;
@@ -150,6 +161,10 @@ pub fn kind_of_tarball(path: &Path) -> Result<&'static str> {
                 return Ok("buildstream");
             }
         }
+        scripts |= depth <= 2 && is_numbered_script(&name);
+    }
+    if scripts {
+        return Ok("script");
     }
     Err(not_a_bundle())
 }
@@ -201,6 +216,20 @@ mod tests {
         let out = d.path().join("m.tar");
         write_tarball(&m, &out, false).unwrap();
         assert_eq!(kind_of_tarball(&out).unwrap(), "morph");
+    }
+
+    #[test]
+    fn script_bundles_are_recognised() {
+        assert!(is_numbered_script("01-hello.sh") && is_numbered_script("10-gcc-stage3.sh"));
+        assert!(!is_numbered_script("hello.sh") && !is_numbered_script("01.sh") && !is_numbered_script("01-.sh") && !is_numbered_script("01-x.txt"));
+        let d = tempfile::tempdir().unwrap();
+        let s = d.path().join("scripts");
+        std::fs::create_dir_all(&s).unwrap();
+        std::fs::write(s.join("01-hello.sh"), "echo hi\n").unwrap();
+        assert_eq!(kind_of_tree(&s).unwrap(), "script");
+        let out = d.path().join("s.tar.gz");
+        write_tarball(&s, &out, true).unwrap();
+        assert_eq!(kind_of_tarball(&out).unwrap(), "script");
     }
 
     #[test]

@@ -90,7 +90,7 @@ impl DemoCmd {
         let image = self.out.join("image.cpio.gz");
         crate::image::ImageCmd {
             sysroot: stage2,
-            bundle,
+            bundle: Some(bundle),
             target: arch.name.clone(),
             channel: "serial:/dev/ttyS1,115200".parse().map_err(anyhow::Error::msg)?,
             format: crate::image::Format::Cpio,

@@ -168,3 +168,37 @@ fn check_tree_channel(root: &Path, channel: &str) {
     assert_eq!(cfg["channel"], channel);
     assert!(root.join("init").is_file());
 }
+
+#[test]
+fn morph_tarball_carries_its_own_bundle() {
+    let i = Inputs::new();
+    // A Morph cross-bootstrap tarball: a root with /native-bootstrap and /src.
+    let m = i.dir.path().join("morph");
+    stage2_tree(&m);
+    std::fs::create_dir_all(m.join("src")).unwrap();
+    std::fs::write(m.join("native-bootstrap"), "#!/bin/sh\nset -eu\n").unwrap();
+    assert!(std::process::Command::new("tar").arg("-czf").arg(i.p("morph.tar.gz")).arg("-C").arg(&m).arg(".").status().unwrap().success());
+    let o = stagehand().args(["image", "--target", "x86_64", "--channel", "console", "--format", "dir", "--agent", &i.p("agent-bin"), "--sysroot", &i.p("morph.tar.gz"), "--out", &i.p("r")]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(i.dir.path().join("r/etc/stagehand/agent.json")).unwrap()).unwrap();
+    assert_eq!(cfg["bundle"], "/native-bootstrap");
+    assert_eq!(cfg["bundle_kind"], "morph");
+    assert!(!i.dir.path().join("r/stagehand").exists());
+    // Without --bundle, a sysroot that has no native-bootstrap is refused.
+    let o = stagehand().args(["image", "--target", "x86_64", "--channel", "console", "--format", "dir", "--agent", &i.p("agent-bin"), "--sysroot", &i.p("sysroot"), "--out", &i.p("r2")]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--bundle"), "{}", text(&o));
+    assert!(!i.dir.path().join("r2").exists());
+}
+
+#[test]
+fn folder_bundle_is_copied_in() {
+    let i = Inputs::new();
+    let o = stagehand().args(["image", "--target", "x86_64", "--channel", "console", "--format", "dir", "--agent", &i.p("agent-bin"), "--sysroot", &i.p("sysroot"),
+        "--bundle", &i.p("bundle-src/bootstrap-stage3-sysroot"), "--out", &i.p("r")]).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(i.dir.path().join("r/stagehand/bundle/build.sh").is_file());
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(i.dir.path().join("r/etc/stagehand/agent.json")).unwrap()).unwrap();
+    assert_eq!(cfg["bundle"], "/stagehand/bundle");
+    assert_eq!(cfg["bundle_kind"], "buildstream");
+}

@@ -109,9 +109,10 @@ pub struct ImageCmd {
     /// Stage 2 sysroot: a folder or a tarball.
     #[arg(long, value_name = "DIR|TAR")]
     pub sysroot: PathBuf,
-    /// Build bundle tarball (from `stagehand bundle`).
-    #[arg(long, value_name = "FILE")]
-    pub bundle: PathBuf,
+    /// Build bundle: a tarball or folder (from `stagehand bundle`). Default: the sysroot's
+    /// own /native-bootstrap (a Morph cross-bootstrap tarball carries its bundle).
+    #[arg(long, value_name = "FILE|DIR")]
+    pub bundle: Option<PathBuf>,
     /// Baserock architecture name.
     #[arg(long, value_name = "ARCH")]
     pub target: String,
@@ -173,7 +174,8 @@ pub fn agent_config(target: &str, bundle_in_image: &str, bundle_kind: Option<&st
 /// What the image holds besides the sysroot.
 pub struct Payload<'a> {
     pub agent: &'a Path,
-    pub bundle: &'a Path,
+    /// `None` when the bundle is already in the sysroot.
+    pub bundle: Option<&'a Path>,
     pub config: serde_json::Value,
     pub key_hex: &'a str,
 }
@@ -205,9 +207,18 @@ pub fn embed(root: &Path, p: &Payload, bundle_in_image: &str) -> Result<()> {
     let key = root.join(KEY_PATH);
     std::fs::write(&key, format!("{}\n", p.key_hex))?;
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
-    let dest = root.join(bundle_in_image.trim_start_matches('/'));
-    std::fs::create_dir_all(dest.parent().expect("bundle path has a folder"))?;
-    std::fs::copy(p.bundle, &dest).with_context(|| format!("cannot copy the bundle {}", p.bundle.display()))?;
+    if let Some(bundle) = p.bundle {
+        let dest = root.join(bundle_in_image.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().expect("bundle path has a folder"))?;
+        if bundle.is_dir() {
+            crate::util::run(std::process::Command::new("cp").arg("-a").arg(bundle).arg(&dest))
+                .with_context(|| format!("cannot copy the bundle {}", bundle.display()))?;
+        } else {
+            std::fs::copy(bundle, &dest).with_context(|| format!("cannot copy the bundle {}", bundle.display()))?;
+        }
+    } else if !root.join(bundle_in_image.trim_start_matches('/')).is_file() {
+        anyhow::bail!("the sysroot has no {bundle_in_image}: give the build bundle with --bundle");
+    }
     // A kernel console before devtmpfs is mounted; needs root, the cpio writer adds it anyway.
     let console = root.join("dev/console");
     if std::fs::symlink_metadata(&console).is_err() {
@@ -350,13 +361,12 @@ impl ImageCmd {
         if std::fs::symlink_metadata(&self.sysroot).is_err() {
             anyhow::bail!("sysroot {} does not exist", self.sysroot.display());
         }
-        if !self.bundle.is_file() {
-            anyhow::bail!(
-                "bundle {} does not exist or is not a file (make one with `stagehand bundle`)",
-                self.bundle.display()
-            );
-        }
-        let bundle_kind = crate::bundle::kind_of_tarball(&self.bundle)?;
+        let (bundle_kind, bundle_in_image) = match &self.bundle {
+            Some(b) if b.is_dir() => (crate::bundle::kind_of_tree(b)?, format!("/{BUNDLE_DIR}/bundle")),
+            Some(b) if b.is_file() => (crate::bundle::kind_of_tarball(b)?, format!("/{BUNDLE_DIR}/{}", bundle_name(b))),
+            Some(b) => anyhow::bail!("bundle {} does not exist (make one with `stagehand bundle`)", b.display()),
+            None => ("morph", "/native-bootstrap".to_string()),
+        };
         let size = self.size.as_deref().map(parse_size).transpose()?;
         if self.compress && matches!(self.format, Format::Dir | Format::Ext4) {
             anyhow::bail!("--compress applies to --format tar or cpio only");
@@ -369,7 +379,6 @@ impl ImageCmd {
             Some(a) => anyhow::bail!("agent {} does not exist", a.display()),
             None => crate::platform::agent_binary(&arch)?,
         };
-        let bundle_in_image = format!("/{BUNDLE_DIR}/{}", bundle_name(&self.bundle));
         let config = agent_config(&arch.name, &bundle_in_image, Some(bundle_kind), &self.channel, self.on_success, self.on_failure, &self.set)?;
         let key_hex = crate::util::random_key_hex()?;
 
@@ -382,7 +391,7 @@ impl ImageCmd {
         crate::sysroot::install(&self.sysroot, &root)?;
         let changes = crate::fixup::fixup(&root, None)?;
         crate::fixup::print_changes(&self.sysroot, &changes);
-        embed(&root, &Payload { agent: &agent, bundle: &self.bundle, config, key_hex: &key_hex }, &bundle_in_image)?;
+        embed(&root, &Payload { agent: &agent, bundle: self.bundle.as_deref(), config, key_hex: &key_hex }, &bundle_in_image)?;
         eprintln!("stagehand: writing the {:?} image", self.format);
         write_format(&root, self.format, &self.out, self.compress, size)?;
         std::fs::write(&key_out, format!("{key_hex}\n"))?;

@@ -140,6 +140,23 @@ impl Demux {
                 }
             }
         }
+        // A file that ended before the stop: finish (or re-find) it now, since the receiver
+        // will not announce its end again.
+        let file_streams: Vec<(u32, String)> = d.state.streams.iter()
+            .filter(|(_, s)| matches!(s.kind, StreamKind::File { .. }) && s.ended.is_some())
+            .map(|(id, s)| (*id, s.path.clone()))
+            .collect();
+        for (id, partial) in file_streams {
+            let final_name = partial.trim_end_matches(".partial").to_string();
+            if out.join(&partial).exists() {
+                d.try_finish_file(id, &mut Vec::new())?;
+            } else if let (true, Some((_, size, sha))) = (out.join(&final_name).exists(), d.state.file_complete.get(&id).cloned()) {
+                let (disk_sha, disk_len) = crate::util::sha256_file(&out.join(&final_name))?;
+                if disk_sha.eq_ignore_ascii_case(&sha) && disk_len == size {
+                    d.report_mut().sysroot = Some(SysrootRecord { file: final_name, sha256: disk_sha, size: disk_len });
+                }
+            }
+        }
         if let Some(old) = old {
             let r = d.report_mut();
             r.started_at_unix = old.started_at_unix;
@@ -162,7 +179,11 @@ impl Demux {
         let path = if stream == 0 {
             Some(self.events_path())
         } else {
-            self.state.streams.get(&stream).map(|s| self.out.join(&s.path))
+            // A verified file has already lost its `.partial`.
+            self.state.streams.get(&stream).map(|s| self.out.join(&s.path)).map(|p| {
+                let done = PathBuf::from(p.to_string_lossy().trim_end_matches(".partial"));
+                if !p.exists() && done.exists() { done } else { p }
+            })
         };
         match path.filter(|p| p.exists()) {
             Some(p) => Ok(Box::new(std::fs::File::open(p)?)),

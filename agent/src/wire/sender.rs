@@ -188,7 +188,8 @@ pub struct Sender {
     frames_since_hello: u32,
     log_run: u32,
     last_tx: Option<Instant>,
-    last_rx: Option<Instant>,
+    /// Since when frames await an ack with no ack arriving (link timeout).
+    waiting_since: Option<Instant>,
     srtt: Option<f64>,
     rttvar: f64,
     rto: f64,
@@ -236,7 +237,7 @@ impl Sender {
             frames_since_hello: 0,
             log_run: 0,
             last_tx: None,
-            last_rx: None,
+            waiting_since: None,
             srtt: None,
             rttvar: 0.0,
             rto,
@@ -366,7 +367,9 @@ impl Sender {
     }
 
     fn on_ack(&mut self, ack: &Ack, now: Instant) {
-        self.last_rx = Some(now);
+        if self.waiting_since.is_some() {
+            self.waiting_since = Some(now);
+        }
         self.stats.acks_received += 1;
         self.stats.host_good = ack.good;
         self.stats.host_bad = ack.bad;
@@ -574,11 +577,15 @@ impl Sender {
             self.rto = (self.rto * 2.0).min(30.0);
             self.adapt_frame_size();
         }
-        let waiting = !self.inflight.is_empty() || !self.is_done();
-        let since = self.last_rx.or(self.last_tx);
-        if self.hello_acked && waiting && since.is_some_and(|t| now >= t + self.cfg.link_timeout) {
-            self.last_rx = Some(now);
-            self.reset_link();
+        let awaiting = !self.inflight.is_empty() || self.streams.values().any(|t| !t.retx.is_empty());
+        if !awaiting {
+            self.waiting_since = None;
+        } else {
+            let since = *self.waiting_since.get_or_insert(now);
+            if self.hello_acked && now >= since + self.cfg.link_timeout {
+                self.waiting_since = Some(now);
+                self.reset_link();
+            }
         }
     }
 

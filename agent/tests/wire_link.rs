@@ -230,3 +230,34 @@ fn gigabit_like_link_uses_big_frames() {
     assert!(r.sender.frame_size > 32 * 1024, "{:?}", r.sender);
     assert!(r.goodput_pct > 90.0, "{:.1}%", r.goodput_pct);
 }
+
+/// Pump a sender and a receiver by hand; `host_answers` false models a host that went away.
+fn pump(s: &mut Sender, r: &mut Receiver, start: std::time::Instant, secs: u64, host_answers: bool) {
+    for ms in (0..secs * 1000).step_by(50) {
+        let now = start + std::time::Duration::from_millis(ms);
+        while let Some(b) = s.poll_transmit(now) {
+            if host_answers {
+                r.handle_input(&b, now);
+            }
+        }
+        while let Some(ack) = r.poll_transmit(now) {
+            s.handle_input(&ack, now);
+        }
+    }
+}
+
+#[test]
+fn idle_link_is_kept_and_silent_host_gets_a_new_hello() {
+    let mut s = Sender::with_session(key(), b"{}".to_vec(), SenderConfig::for_link(true, Some(11520)), 1);
+    let mut r = Receiver::new(key());
+    s.open(EVENTS_STREAM, Priority::Control);
+    s.write(EVENTS_STREAM, b"{\"event\":\"warning\",\"message\":\"x\"}\n").unwrap();
+    let t0 = std::time::Instant::now();
+    pump(&mut s, &mut r, t0, 120, true);
+    assert_eq!(r.delivered(EVENTS_STREAM), 34);
+    assert_eq!(s.stats().link_resets, 0, "an idle link must not be reset");
+    assert!(s.stats().frames_sent > 20, "heartbeats: {:?}", s.stats());
+    s.write(EVENTS_STREAM, &[b'x'; 100]).unwrap();
+    pump(&mut s, &mut r, t0 + std::time::Duration::from_secs(120), 30, false);
+    assert_eq!(s.stats().link_resets, 1, "{:?}", s.stats());
+}

@@ -188,7 +188,8 @@ pub struct Sender {
     frames_since_hello: u32,
     log_run: u32,
     last_tx: Option<Instant>,
-    last_rx: Option<Instant>,
+    /// Since when frames await an ack with no ack arriving (link timeout).
+    waiting_since: Option<Instant>,
     srtt: Option<f64>,
     rttvar: f64,
     rto: f64,
@@ -236,7 +237,7 @@ impl Sender {
             frames_since_hello: 0,
             log_run: 0,
             last_tx: None,
-            last_rx: None,
+            waiting_since: None,
             srtt: None,
             rttvar: 0.0,
             rto,
@@ -366,7 +367,9 @@ impl Sender {
     }
 
     fn on_ack(&mut self, ack: &Ack, now: Instant) {
-        self.last_rx = Some(now);
+        if self.waiting_since.is_some() {
+            self.waiting_since = Some(now);
+        }
         self.stats.acks_received += 1;
         self.stats.host_good = ack.good;
         self.stats.host_bad = ack.bad;
@@ -491,7 +494,11 @@ impl Sender {
 
     /// The next frame to put on the line, if any (call until `None`).
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Vec<u8>> {
-        let frame = self.next_frame(now)?;
+        let (msg, tracked) = self.next_message(now)?;
+        if let Message::Hello(_) = msg {
+            self.frames_since_hello = 0;
+        }
+        let frame = Frame { session: self.session, seq: self.seq, msg };
         let mut out = Vec::with_capacity(frame::data_frame_wire_len(self.stats.frame_size));
         frame::encode(&frame, &self.key, Direction::AgentToHost, &mut out);
         self.seq = self.seq.wrapping_add(1);
@@ -500,40 +507,29 @@ impl Sender {
         self.bytes_sent += out.len() as u64;
         self.frames_since_hello = self.frames_since_hello.saturating_add(1);
         self.last_tx = Some(now);
-        if let Some(seg) = self.inflight.back_mut() {
-            if seg.sent_at == now && seg.at_bytes == u64::MAX {
-                seg.at_bytes = self.bytes_sent;
-                seg.wire_len = out.len();
-            }
+        if let Some((kind, copies)) = tracked {
+            self.track(Seg { kind, sent_at: now, at_bytes: self.bytes_sent, copies, wire_len: out.len() });
         }
         Some(out)
     }
 
-    fn next_frame(&mut self, now: Instant) -> Option<Frame> {
-        let msg = self.next_message(now)?;
-        if let Message::Hello(_) = msg {
-            self.frames_since_hello = 0;
-        }
-        Some(Frame { session: self.session, seq: self.seq, msg })
-    }
-
-    fn track(&mut self, kind: Kind, now: Instant, copies: u32) {
-        if !self.cfg.two_way && copies >= self.cfg.one_way_repeats {
-            self.copies_done(kind);
+    /// Keep a frame just sent until it is acknowledged (or, one-way, all its copies went).
+    fn track(&mut self, seg: Seg) {
+        if !self.cfg.two_way && seg.copies >= self.cfg.one_way_repeats {
+            self.copies_done(seg.kind);
             return;
         }
-        let seg = Seg { kind, sent_at: now, at_bytes: u64::MAX, copies, wire_len: 0 };
         self.inflight_bytes += seg.len();
         self.inflight.push_back(seg);
     }
 
-    fn next_message(&mut self, now: Instant) -> Option<Message> {
+    /// What to send next, and what to keep in flight for it: (what, copies sent with this).
+    fn next_message(&mut self, now: Instant) -> Option<(Message, Option<(Kind, u32)>)> {
         if self.cfg.two_way {
             self.expire(now);
             if self.need_hello {
                 self.need_hello = false;
-                self.track(Kind::Hello, now, 1);
-                return Some(Message::Hello(self.hello.clone()));
+                return Some((Message::Hello(self.hello.clone()), Some((Kind::Hello, 1))));
             }
             if !self.hello_acked {
                 return None;
@@ -541,22 +537,22 @@ impl Sender {
         } else {
             if self.need_hello || self.frames_since_hello >= self.cfg.one_way_hello_every {
                 self.need_hello = false;
-                return Some(Message::Hello(self.hello.clone()));
+                return Some((Message::Hello(self.hello.clone()), None));
             }
-            if let Some(m) = self.repeat_one_way(now, false) {
+            if let Some(m) = self.repeat_one_way(false) {
                 return Some(m);
             }
         }
-        if let Some(m) = self.next_stream_message(now) {
+        if let Some(m) = self.next_stream_message() {
             return Some(m);
         }
         if !self.cfg.two_way {
-            if let Some(m) = self.repeat_one_way(now, true) {
+            if let Some(m) = self.repeat_one_way(true) {
                 return Some(m);
             }
         }
         let idle = self.last_tx.is_none_or(|t| now >= t + self.cfg.heartbeat_interval);
-        idle.then_some(Message::Heartbeat)
+        idle.then_some((Message::Heartbeat, None))
     }
 
     /// Two-way: frames unacknowledged for the retransmission timeout are lost; no word
@@ -574,25 +570,28 @@ impl Sender {
             self.rto = (self.rto * 2.0).min(30.0);
             self.adapt_frame_size();
         }
-        let waiting = !self.inflight.is_empty() || !self.is_done();
-        let since = self.last_rx.or(self.last_tx);
-        if self.hello_acked && waiting && since.is_some_and(|t| now >= t + self.cfg.link_timeout) {
-            self.last_rx = Some(now);
-            self.reset_link();
+        let awaiting = !self.inflight.is_empty() || self.streams.values().any(|t| !t.retx.is_empty());
+        if !awaiting {
+            self.waiting_since = None;
+        } else {
+            let since = *self.waiting_since.get_or_insert(now);
+            if self.hello_acked && now >= since + self.cfg.link_timeout {
+                self.waiting_since = Some(now);
+                self.reset_link();
+            }
         }
     }
 
     /// One-way: send the next copy of a frame once enough other bytes went out since its
     /// previous copy (spreading copies beats bursts), or at once when `idle`.
-    fn repeat_one_way(&mut self, now: Instant, idle: bool) -> Option<Message> {
+    fn repeat_one_way(&mut self, idle: bool) -> Option<(Message, Option<(Kind, u32)>)> {
         let spread = (self.cfg.window_bytes / self.cfg.one_way_repeats as usize) as u64;
         let i = self.inflight.iter().position(|s| idle || self.bytes_sent >= s.at_bytes.saturating_add(spread))?;
         let seg = self.inflight.remove(i)?;
         self.inflight_bytes = self.inflight_bytes.saturating_sub(seg.len());
         let msg = self.message_for(seg.kind)?;
         self.stats.retransmitted += 1;
-        self.track(seg.kind, now, seg.copies + 1);
-        Some(msg)
+        Some((msg, Some((seg.kind, seg.copies + 1))))
     }
 
     fn copies_done(&mut self, kind: Kind) {
@@ -632,7 +631,7 @@ impl Sender {
 
     /// Next data or end frame, by priority: control first, logs before bulk but bulk gets
     /// every fourth frame when both wait.
-    fn next_stream_message(&mut self, now: Instant) -> Option<Message> {
+    fn next_stream_message(&mut self) -> Option<(Message, Option<(Kind, u32)>)> {
         let order = if self.log_run >= 3 {
             [Priority::Control, Priority::Bulk, Priority::Log]
         } else {
@@ -653,8 +652,7 @@ impl Sender {
                 } else if tx.end == End::Pending && tx.next == tx.written {
                     tx.end = End::InFlight;
                     let msg = Message::End { stream: id, len: tx.written, sha256: tx.digest };
-                    self.track(Kind::End { stream: id }, now, 1);
-                    return Some(msg);
+                    return Some((msg, Some((Kind::End { stream: id }, 1))));
                 } else {
                     None
                 };
@@ -669,9 +667,7 @@ impl Sender {
                 self.log_run = if prio == Priority::Log { self.log_run + 1 } else { 0 };
                 self.stats.data_frames_sent += 1;
                 let kind = Kind::Data { stream: id, offset, len };
-                let msg = self.message_for(kind);
-                self.track(kind, now, 1);
-                return msg;
+                return self.message_for(kind).map(|m| (m, Some((kind, 1))));
             }
         }
         None

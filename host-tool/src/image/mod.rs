@@ -1,0 +1,459 @@
+//! `stagehand image`: a bootable stage 2 root with the agent as /init, its configuration,
+//! the bundle and a fresh key, written as a folder, a tarball, an initramfs or an ext4 image.
+
+pub mod newc;
+
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// Where things go inside the image.
+pub const AGENT_PATH: &str = "init";
+pub const CONFIG_PATH: &str = "etc/stagehand/agent.json";
+pub const KEY_PATH: &str = "etc/stagehand/key";
+pub const BUNDLE_DIR: &str = "stagehand";
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// A folder (for an NFS export or a chroot).
+    Dir,
+    /// A tarball (gzip with --compress).
+    Tar,
+    /// A newc cpio initramfs (gzip with --compress).
+    Cpio,
+    /// An ext4 file system image (mke2fs -d, no mounting).
+    Ext4,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    Poweroff,
+    Reboot,
+    Halt,
+    Shell,
+}
+
+impl Then {
+    fn name(self) -> &'static str {
+        match self {
+            Then::Poweroff => "poweroff",
+            Then::Reboot => "reboot",
+            Then::Halt => "halt",
+            Then::Shell => "shell",
+        }
+    }
+}
+
+/// How the agent reaches the host, in the agent configuration's own syntax (kept as
+/// written): `serial:DEV[,BAUD][,flow=none|rtscts][,oneway]`, `console[:DEV][,oneway]`,
+/// `tcp:HOST:PORT`, `file:PATH`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel(String);
+
+impl std::str::FromStr for Channel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let usage = "use serial:DEV[,BAUD], tcp:HOST:PORT, file:PATH or console";
+        let check_opts = |opts: &[&str], allow_baud: bool| -> Result<(), String> {
+            for (i, o) in opts.iter().enumerate() {
+                let ok = *o == "oneway"
+                    || *o == "flow=none"
+                    || *o == "flow=rtscts"
+                    || (allow_baud && i == 0 && o.parse::<u32>().is_ok_and(|b| b > 0));
+                if !ok {
+                    return Err(format!("unknown channel option '{o}' in '{s}'"));
+                }
+            }
+            Ok(())
+        };
+        if let Some(rest) = s.strip_prefix("serial:") {
+            let parts: Vec<&str> = rest.split(',').collect();
+            if !parts[0].starts_with('/') {
+                return Err(format!("serial device in '{s}' must be a path like /dev/ttyS1"));
+            }
+            check_opts(&parts[1..], true)?;
+        } else if s == "console" || s.starts_with("console:") || s.starts_with("console,") {
+            let rest = s.trim_start_matches("console").trim_start_matches(':');
+            let parts: Vec<&str> = rest.split(',').collect();
+            if !parts[0].is_empty() && !parts[0].starts_with('/') {
+                return Err(format!("console device in '{s}' must be a path like /dev/ttyS0"));
+            }
+            check_opts(&parts[1..], false)?;
+        } else if let Some(rest) = s.strip_prefix("tcp:") {
+            let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("'{s}' lacks a port; {usage}"))?;
+            port.parse::<u16>().map_err(|_| format!("bad port '{port}' in '{s}'"))?;
+            if host.is_empty() {
+                return Err(format!("'{s}' lacks a host; {usage}"));
+            }
+        } else if let Some(path) = s.strip_prefix("file:") {
+            if !path.starts_with('/') {
+                return Err(format!("'{s}' needs an absolute path; {usage}"));
+            }
+        } else {
+            return Err(format!("unknown channel '{s}'; {usage}"));
+        }
+        Ok(Channel(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `stagehand image --sysroot DIR|TAR --bundle FILE --target ARCH --channel C --format F --out PATH`
+#[derive(clap::Args, Debug)]
+pub struct ImageCmd {
+    /// Stage 2 sysroot: a folder or a tarball.
+    #[arg(long, value_name = "DIR|TAR")]
+    pub sysroot: PathBuf,
+    /// Build bundle: a tarball or folder (from `stagehand bundle`). Default: the sysroot's
+    /// own /native-bootstrap (a Morph cross-bootstrap tarball carries its bundle).
+    #[arg(long, value_name = "FILE|DIR")]
+    pub bundle: Option<PathBuf>,
+    /// Baserock architecture name.
+    #[arg(long, value_name = "ARCH")]
+    pub target: String,
+    /// How the agent reaches the host: serial:DEV[,BAUD], tcp:HOST:PORT, file:PATH, console.
+    #[arg(long, value_name = "CHANNEL")]
+    pub channel: Channel,
+    /// Image format.
+    #[arg(long, value_enum)]
+    pub format: Format,
+    /// Output path (a folder for --format dir).
+    #[arg(long, value_name = "PATH")]
+    pub out: PathBuf,
+    /// What the agent does after a successful run.
+    #[arg(long, value_enum, default_value = "poweroff")]
+    pub on_success: Then,
+    /// What the agent does after a failed run.
+    #[arg(long, value_enum, default_value = "poweroff")]
+    pub on_failure: Then,
+    /// Agent binary to embed (default: build it for the target).
+    #[arg(long, value_name = "FILE")]
+    pub agent: Option<PathBuf>,
+    /// Extra agent setting, KEY=VALUE (VALUE is JSON if it parses as JSON, else a string).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    /// ext4 image size (e.g. 2G, 800M); default: tree size × 1.5 + 512 MiB.
+    #[arg(long, value_name = "SIZE")]
+    pub size: Option<String>,
+    /// gzip the tar or cpio output.
+    #[arg(long)]
+    pub compress: bool,
+    /// Replace --out (and its .key) if they exist.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The agent's configuration file for one image.
+pub fn agent_config(target: &str, bundle_in_image: &str, bundle_kind: Option<&str>, channel: &Channel, on_success: Then, on_failure: Then, sets: &[String]) -> Result<serde_json::Value> {
+    let mut cfg = serde_json::json!({
+        "target": target,
+        "bundle": bundle_in_image,
+        "channel": channel.to_string(),
+        "on_success": on_success.name(),
+        "on_failure": on_failure.name(),
+    });
+    if let Some(kind) = bundle_kind {
+        cfg["bundle_kind"] = kind.into();
+    }
+    for s in sets {
+        let (k, v) = s.split_once('=').with_context(|| format!("--set '{s}' is not KEY=VALUE"))?;
+        if k.is_empty() {
+            anyhow::bail!("--set '{s}' has an empty key");
+        }
+        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+        cfg[k] = value;
+    }
+    Ok(cfg)
+}
+
+/// What the image holds besides the sysroot.
+pub struct Payload<'a> {
+    pub agent: &'a Path,
+    /// `None` when the bundle is already in the sysroot.
+    pub bundle: Option<&'a Path>,
+    pub config: serde_json::Value,
+    pub key_hex: &'a str,
+}
+
+/// File name of the bundle inside the image, keeping its compression suffix.
+pub fn bundle_name(bundle: &Path) -> String {
+    let n = bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    for ext in [".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar"] {
+        if n.ends_with(ext) {
+            return format!("bundle{ext}");
+        }
+    }
+    "bundle.tar.gz".into()
+}
+
+/// Put the agent, its configuration, the bundle and the key into `root`.
+pub fn embed(root: &Path, p: &Payload, bundle_in_image: &str) -> Result<()> {
+    let init = root.join(AGENT_PATH);
+    if std::fs::symlink_metadata(&init).is_ok() {
+        std::fs::remove_file(&init).with_context(|| format!("cannot replace {}", init.display()))?;
+    }
+    std::fs::copy(p.agent, &init).with_context(|| format!("cannot copy the agent {}", p.agent.display()))?;
+    std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))?;
+    let etc = root.join("etc/stagehand");
+    std::fs::create_dir_all(&etc)?;
+    let mut json = serde_json::to_vec_pretty(&p.config)?;
+    json.push(b'\n');
+    std::fs::write(root.join(CONFIG_PATH), json)?;
+    let key = root.join(KEY_PATH);
+    std::fs::write(&key, format!("{}\n", p.key_hex))?;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    if let Some(bundle) = p.bundle {
+        let dest = root.join(bundle_in_image.trim_start_matches('/'));
+        std::fs::create_dir_all(dest.parent().expect("bundle path has a folder"))?;
+        if bundle.is_dir() {
+            crate::util::run(std::process::Command::new("cp").arg("-a").arg(bundle).arg(&dest))
+                .with_context(|| format!("cannot copy the bundle {}", bundle.display()))?;
+        } else {
+            std::fs::copy(bundle, &dest).with_context(|| format!("cannot copy the bundle {}", bundle.display()))?;
+        }
+    } else if !root.join(bundle_in_image.trim_start_matches('/')).is_file() {
+        anyhow::bail!("the sysroot has no {bundle_in_image}: give the build bundle with --bundle");
+    }
+    // A kernel console before devtmpfs is mounted; needs root, the cpio writer adds it anyway.
+    let console = root.join("dev/console");
+    if std::fs::symlink_metadata(&console).is_err() {
+        let _ = rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &console,
+            rustix::fs::FileType::CharacterDevice,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            rustix::fs::makedev(5, 1),
+        );
+    }
+    Ok(())
+}
+
+
+/// Bytes used by the files under `root` (what `du --apparent-size` would say, roughly).
+pub fn tree_size(root: &Path) -> Result<u64> {
+    let mut total = 0;
+    for rel in newc::sorted_tree(root)? {
+        let m = std::fs::symlink_metadata(root.join(rel))?;
+        total += m.len().max(4096);
+    }
+    Ok(total)
+}
+
+/// `2G`, `800M`, `512K` or plain bytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        Some('T' | 't') => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| anyhow::anyhow!("bad size '{s}'; use e.g. 2G or 800M"))?;
+    Ok(n * mult)
+}
+
+pub fn auto_ext4_size(tree_bytes: u64) -> u64 {
+    let bytes = tree_bytes + tree_bytes / 2 + (512 << 20);
+    bytes.div_ceil(1 << 20) << 20
+}
+
+fn write_compressible(out: &Path, compress: bool, f: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+    let file = std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?;
+    let mut file = std::io::BufWriter::new(file);
+    if compress {
+        let mut gz = flate2::write::GzEncoder::new(&mut file, flate2::Compression::default());
+        f(&mut gz)?;
+        gz.finish()?;
+    } else {
+        f(&mut file)?;
+    }
+    file.flush()?;
+    Ok(())
+}
+
+/// Write the tree at `root` in `format` to `out` (which does not exist yet).
+pub fn write_format(root: &Path, format: Format, out: &Path, compress: bool, size: Option<u64>) -> Result<()> {
+    match format {
+        Format::Dir => std::fs::rename(root, out).with_context(|| format!("cannot move the tree to {}", out.display())),
+        Format::Cpio => write_compressible(out, compress, |w| {
+            newc::write_tree(root, w)?;
+            Ok(())
+        }),
+        Format::Tar => write_compressible(out, compress, |w| {
+            let mut b = tar::Builder::new(w);
+            b.follow_symlinks(false);
+            b.mode(tar::HeaderMode::Deterministic);
+            for rel in newc::sorted_tree(root)? {
+                let full = root.join(&rel);
+                let meta = std::fs::symlink_metadata(&full)?;
+                use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                let ft = meta.file_type();
+                if ft.is_char_device() || ft.is_block_device() {
+                    let mut h = tar::Header::new_gnu();
+                    h.set_entry_type(if ft.is_char_device() { tar::EntryType::Char } else { tar::EntryType::Block });
+                    h.set_mode(meta.mode() & 0o7777);
+                    h.set_uid(0);
+                    h.set_gid(0);
+                    h.set_mtime(0);
+                    h.set_size(0);
+                    h.set_device_major(libc::major(meta.rdev()))?;
+                    h.set_device_minor(libc::minor(meta.rdev()))?;
+                    h.set_cksum();
+                    b.append_data(&mut h, &rel, std::io::empty())?;
+                } else if ft.is_socket() || ft.is_fifo() {
+                    continue;
+                } else {
+                    b.append_path_with_name(&full, &rel)
+                        .with_context(|| format!("cannot add {} to the tarball", rel.display()))?;
+                }
+            }
+            b.finish()?;
+            Ok(())
+        }),
+        Format::Ext4 => {
+            let mke2fs = crate::util::which("mke2fs")
+                .or_else(|| Some(PathBuf::from("/sbin/mke2fs")).filter(|p| p.exists()))
+                .context("mke2fs is not installed: apt-get install e2fsprogs")?;
+            let bytes = match size {
+                Some(s) => s,
+                None => auto_ext4_size(tree_size(root)?),
+            };
+            let out_abs = crate::util::absolute(out);
+            let status = std::process::Command::new(mke2fs)
+                .args(["-q", "-F", "-t", "ext4", "-d"])
+                .arg(root)
+                .arg(&out_abs)
+                .arg(format!("{}k", bytes / 1024))
+                .status()
+                .context("cannot run mke2fs")?;
+            if !status.success() {
+                let _ = std::fs::remove_file(&out_abs);
+                anyhow::bail!("mke2fs failed ({status}); is --size large enough for the tree?");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Kernel command lines that boot this image with the agent as init.
+pub fn kernel_cmdlines(format: Format, console: &str, out: &Path) -> Vec<(&'static str, String)> {
+    let tail = format!("console={console} panic=-1");
+    match format {
+        Format::Cpio => vec![("initramfs", format!("rdinit=/init {tail}"))],
+        Format::Ext4 => vec![("disk", format!("root=/dev/vda rw init=/init {tail}"))],
+        Format::Tar => vec![("disk (unpacked onto a partition)", format!("root=/dev/vda rw init=/init {tail}"))],
+        Format::Dir => vec![
+            ("NFS root", format!("root=/dev/nfs nfsroot=HOST:{},vers=3 ip=dhcp rw init=/init {tail}", crate::util::absolute(out).display())),
+            ("disk (copied onto a partition)", format!("root=/dev/vda rw init=/init {tail}")),
+        ],
+    }
+}
+
+impl ImageCmd {
+    pub fn run(self) -> Result<()> {
+        let arch = crate::platform::arch(&self.target)?;
+        if std::fs::symlink_metadata(&self.sysroot).is_err() {
+            anyhow::bail!("sysroot {} does not exist", self.sysroot.display());
+        }
+        let (bundle_kind, bundle_in_image) = match &self.bundle {
+            Some(b) if b.is_dir() => (crate::bundle::kind_of_tree(b)?, format!("/{BUNDLE_DIR}/bundle")),
+            Some(b) if b.is_file() => (crate::bundle::kind_of_tarball(b)?, format!("/{BUNDLE_DIR}/{}", bundle_name(b))),
+            Some(b) => anyhow::bail!("bundle {} does not exist (make one with `stagehand bundle`)", b.display()),
+            None => ("morph", "/native-bootstrap".to_string()),
+        };
+        let size = self.size.as_deref().map(parse_size).transpose()?;
+        if self.compress && matches!(self.format, Format::Dir | Format::Ext4) {
+            anyhow::bail!("--compress applies to --format tar or cpio only");
+        }
+        let key_out = key_path_for(&self.out);
+        crate::util::claim_output(&self.out, self.force)?;
+        crate::util::claim_output(&key_out, self.force)?;
+        let agent = match &self.agent {
+            Some(a) if a.is_file() => a.clone(),
+            Some(a) => anyhow::bail!("agent {} does not exist", a.display()),
+            None => crate::platform::agent_binary(&arch)?,
+        };
+        let config = agent_config(&arch.name, &bundle_in_image, Some(bundle_kind), &self.channel, self.on_success, self.on_failure, &self.set)?;
+        let key_hex = crate::util::random_key_hex()?;
+
+        let parent = self.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent)?;
+        let work = tempfile::Builder::new().prefix(".stagehand-image").tempdir_in(parent)
+            .with_context(|| format!("cannot create a work folder in {}", parent.display()))?;
+        let root = work.path().join("root");
+        eprintln!("stagehand: copying the sysroot {}", self.sysroot.display());
+        crate::sysroot::install(&self.sysroot, &root)?;
+        let changes = crate::fixup::fixup(&root, None)?;
+        crate::fixup::print_changes(&self.sysroot, &changes);
+        embed(&root, &Payload { agent: &agent, bundle: self.bundle.as_deref(), config, key_hex: &key_hex }, &bundle_in_image)?;
+        eprintln!("stagehand: writing the {:?} image", self.format);
+        write_format(&root, self.format, &self.out, self.compress, size)?;
+        std::fs::write(&key_out, format!("{key_hex}\n"))?;
+        std::fs::set_permissions(&key_out, std::fs::Permissions::from_mode(0o600))?;
+
+        println!("image: {}", self.out.display());
+        println!("key:   {} (give it to `stagehand collect --key`)", key_out.display());
+        for (what, line) in kernel_cmdlines(self.format, &arch.console, &self.out) {
+            println!("kernel command line ({what}): {line}");
+        }
+        Ok(())
+    }
+}
+
+/// `<out>.key`, beside the image.
+pub fn key_path_for(out: &Path) -> PathBuf {
+    let mut s = out.as_os_str().to_os_string();
+    s.push(".key");
+    PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn channels_parse_and_print() {
+        for s in ["serial:/dev/ttyS1,115200", "serial:/dev/ttyAMA1", "serial:/dev/ttyS1,9600,flow=rtscts,oneway", "tcp:10.0.2.2:7000", "tcp:[fe80::1]:7000", "file:/dev/vda2", "console", "console:/dev/hvc0,oneway"] {
+            assert_eq!(s.parse::<Channel>().unwrap().to_string(), s);
+        }
+        assert!("serial:/dev/ttyS1,fast".parse::<Channel>().is_err());
+        assert!("console:hvc0".parse::<Channel>().is_err());
+        assert!("serial:ttyS1".parse::<Channel>().is_err());
+        assert!("tcp:host".parse::<Channel>().is_err());
+        assert!("udp:x".parse::<Channel>().is_err());
+    }
+
+    #[test]
+    fn config_has_the_agreed_keys_and_overrides() {
+        let c = agent_config("x86_64", "/stagehand/bundle.tar.gz", Some("buildstream"), &"console".parse().unwrap(), Then::Poweroff, Then::Shell,
+            &["ip=\"10.0.2.15/24\"".into(), "one_way_repeats=3".into(), "hostname=board".into()]).unwrap();
+        assert_eq!(c["target"], "x86_64");
+        assert_eq!(c["bundle"], "/stagehand/bundle.tar.gz");
+        assert_eq!(c["channel"], "console");
+        assert_eq!(c["on_failure"], "shell");
+        assert_eq!(c["one_way_repeats"], 3);
+        assert_eq!(c["hostname"], "board");
+        assert_eq!(c["ip"], "10.0.2.15/24");
+        assert!(agent_config("x", "/b", None, &"console".parse().unwrap(), Then::Halt, Then::Halt, &["novalue".into()]).is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("2G").unwrap(), 2 << 30);
+        assert_eq!(parse_size("800M").unwrap(), 800 << 20);
+        assert!(parse_size("lots").is_err());
+        assert_eq!(auto_ext4_size(100 << 20), 662 << 20);
+    }
+
+    #[test]
+    fn bundle_names_keep_their_suffix() {
+        assert_eq!(bundle_name(Path::new("/x/bootstrap-stage3-sysroot.tar.gz")), "bundle.tar.gz");
+        assert_eq!(bundle_name(Path::new("b.tar")), "bundle.tar");
+    }
+}

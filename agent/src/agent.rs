@@ -326,6 +326,10 @@ pub fn excludes(cfg: &Config, bundle_locations: &[PathBuf]) -> Excludes {
     if let Some(dir) = cfg.key_file.parent() {
         ex.add(&pack::pattern_for(dir));
     }
+    // A file channel grows while the tree is packed (NFS-root users write it inside /).
+    if let channel::ChannelSpec::File { path } = &cfg.channel {
+        ex.add(&pack::pattern_for(path));
+    }
     ex.add("/init");
     ex
 }

@@ -466,7 +466,7 @@ pub mod tests {
         let sha = crate::util::to_hex(&Sha256::digest(file));
         let ev = |e: Event| e.to_line();
         let mut events = Vec::new();
-        events.extend(ev(Event::Hello(Hello { agent_version: "0.1.0".into(), target: "x86_64".into(), kernel: "Linux 6.1".into(), boot_id: "b1".into(), config_digest: "c".into(), mode: "pid1".into(), run_number: 1 })));
+        events.extend(ev(Event::Hello(Hello { agent_version: "0.1.0".into(), target: "x86_64".into(), kernel: "Linux 6.1".into(), boot_id: "b1".into(), config_digest: "c".into(), mode: "pid1".into() })));
         events.extend(ev(Event::Plan { bundle_kind: "buildstream".into(), modules: vec!["hello".into(), "gcc".into()], completed: vec![] }));
         events.extend(ev(Event::StreamOpened { stream: 2, kind: StreamKind::ModuleLog { module: "hello".into() } }));
         events.extend(ev(Event::ModuleStarted { index: 0, total: 2, name: "hello".into() }));

@@ -223,7 +223,7 @@ use ui::Display;
 fn show_notice(display: &mut dyn Display, notice: &Notice) {
     use stagehand_agent::events::Event;
     match notice {
-        Notice::Event(Event::Hello(h)) => display.line(&format!("agent {} on {} ({}), {} run {}", h.agent_version, h.target, h.kernel, h.mode, h.run_number)),
+        Notice::Event(Event::Hello(h)) => display.line(&format!("agent {} on {} ({}), {} mode", h.agent_version, h.target, h.kernel, h.mode)),
         Notice::Event(Event::Plan { bundle_kind, modules, completed }) => display.line(&format!("plan: {} {bundle_kind} modules ({} already built)", modules.len(), completed.len())),
         Notice::Event(Event::Resumed { module, index, previous_boots }) => display.line(&format!("resumed at module {} {module} after {previous_boots} earlier boot(s)", index + 1)),
         Notice::Event(Event::ModuleFinished { index, name, outcome, duration_ms }) => display.line(&format!(

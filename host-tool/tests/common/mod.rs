@@ -70,7 +70,7 @@ pub fn write_key(path: &Path, key: &Key) {
 /// (two modules, logs, a sysroot file), as QEMU's `-serial file:` would record it.
 pub fn recorded_run(key: &Key, file: &[u8], outcome: Outcome) -> Vec<u8> {
     use sha2::{Digest, Sha256};
-    let hello = Hello { agent_version: "0.1.0".into(), target: "x86_64".into(), kernel: "Linux 6.1.0 x86_64".into(), boot_id: "boot-1".into(), config_digest: "d".into(), mode: "pid1".into(), run_number: 1 };
+    let hello = Hello { agent_version: "0.1.0".into(), target: "x86_64".into(), kernel: "Linux 6.1.0 x86_64".into(), boot_id: "boot-1".into(), config_digest: "d".into(), mode: "pid1".into() };
     let mut s = Sender::with_session(key.clone(), serde_json::to_vec(&hello).unwrap(), SenderConfig::for_link(false, None), 42);
     let now = Instant::now();
     let mut wire = b"[    0.000000] Linux version 6.1.0\nRun /init as init process\n".to_vec();
@@ -132,7 +132,7 @@ pub fn recorded_run(key: &Key, file: &[u8], outcome: Outcome) -> Vec<u8> {
 pub fn two_way_run(key: &Key, file: &[u8], conn: &mut std::net::TcpStream) -> bool {
     use sha2::{Digest, Sha256};
     use std::io::{Read, Write};
-    let hello = Hello { agent_version: "0.1.0".into(), target: "x86_64".into(), kernel: "Linux".into(), boot_id: "b".into(), config_digest: "d".into(), mode: "pid1".into(), run_number: 1 };
+    let hello = Hello { agent_version: "0.1.0".into(), target: "x86_64".into(), kernel: "Linux".into(), boot_id: "b".into(), config_digest: "d".into(), mode: "pid1".into() };
     let mut s = Sender::with_session(key.clone(), serde_json::to_vec(&hello).unwrap(), SenderConfig::for_link(true, None), 77);
     let sha = Sha256::digest(file).iter().map(|b| format!("{b:02x}")).collect::<String>();
     let events: Vec<u8> = [

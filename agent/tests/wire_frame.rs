@@ -13,22 +13,36 @@ fn message() -> impl Strategy<Value = Message> {
         proptest::collection::vec(any::<u8>(), 0..200).prop_map(Message::Hello),
         (any::<u32>(), 0u64..1 << 40, proptest::collection::vec(any::<u8>(), 0..600))
             .prop_map(|(stream, offset, bytes)| Message::Data { stream, offset, bytes }),
-        (any::<u32>(), any::<u64>(), any::<[u8; 32]>()).prop_map(|(stream, len, sha256)| Message::End { stream, len, sha256 }),
+        (any::<u32>(), any::<u64>(), any::<[u8; 32]>()).prop_map(|(stream, len, sha256)| Message::End {
+            stream,
+            len,
+            sha256
+        }),
         Just(Message::Heartbeat),
-        (any::<u32>(), any::<u32>(), 0u64..1 << 30, 0usize..4).prop_map(|(hello_seq, good, cum, n)| Message::Ack(Ack {
-            hello_seq,
-            good,
-            bad: good / 3,
-            streams: (0..n as u32)
-                .map(|i| StreamAck { stream: i, ended: i % 2 == 0, cum, sacks: vec![(cum + 10, cum + 20 + i as u64)] })
-                .collect(),
-        })),
+        (any::<u32>(), any::<u32>(), 0u64..1 << 30, 0usize..4).prop_map(|(hello_seq, good, cum, n)| {
+            Message::Ack(Ack {
+                hello_seq,
+                good,
+                bad: good / 3,
+                streams: (0..n as u32)
+                    .map(|i| StreamAck {
+                        stream: i,
+                        ended: i % 2 == 0,
+                        cum,
+                        sacks: vec![(cum + 10, cum + 20 + i as u64)],
+                    })
+                    .collect(),
+            })
+        }),
     ]
 }
 
 /// Console text: no NUL, and not the magic byte (which after a NUL starts a frame).
 fn text() -> impl Strategy<Value = Vec<u8>> {
-    proptest::collection::vec(any::<u8>().prop_filter("no NUL, no magic", |b| *b != 0 && *b & !1 != 0xA4), 0..80)
+    proptest::collection::vec(
+        any::<u8>().prop_filter("no NUL, no magic", |b| *b != 0 && *b & !1 != 0xA4),
+        0..80,
+    )
 }
 
 #[derive(Clone, Debug)]
@@ -40,7 +54,11 @@ enum Item {
 fn items() -> impl Strategy<Value = Vec<Item>> {
     let item = prop_oneof![
         text().prop_map(Item::Text),
-        (any::<u32>(), any::<u32>(), message()).prop_map(|(session, seq, msg)| Item::Frame(Frame { session, seq, msg })),
+        (any::<u32>(), any::<u32>(), message()).prop_map(|(session, seq, msg)| Item::Frame(Frame {
+            session,
+            seq,
+            msg
+        })),
     ];
     proptest::collection::vec(item, 1..12)
 }
@@ -86,7 +104,8 @@ fn damage() -> impl Strategy<Value = Damage> {
         (any::<usize>(), 0u8..8).prop_map(|(p, b)| Damage::FlipBit(p, b)),
         (any::<usize>(), 1usize..40).prop_map(|(p, n)| Damage::Delete(p, n)),
         (any::<usize>(), 1usize..300).prop_map(|(p, n)| Damage::Duplicate(p, n)),
-        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..50)).prop_map(|(p, v)| Damage::Insert(p, v)),
+        (any::<usize>(), proptest::collection::vec(any::<u8>(), 1..50))
+            .prop_map(|(p, v)| Damage::Insert(p, v)),
         (any::<usize>(), any::<usize>(), 1usize..200).prop_map(|(a, b, n)| Damage::Swap(a, b, n)),
     ]
 }

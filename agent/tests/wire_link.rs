@@ -12,9 +12,15 @@ fn key() -> Key {
 
 fn workload(file_len: usize, seed: u64) -> Workload {
     let mut rng = Rng::new(seed);
-    let events: Vec<u8> = (0..40).flat_map(|i| format!("{{\"event\":\"warning\",\"message\":\"{i}\"}}\n").into_bytes()).collect();
+    let events: Vec<u8> = (0..40)
+        .flat_map(|i| format!("{{\"event\":\"warning\",\"message\":\"{i}\"}}\n").into_bytes())
+        .collect();
     let log: Vec<u8> = (0..300).flat_map(|i| format!("compiling unit {i}\n").into_bytes()).collect();
-    vec![(EVENTS_STREAM, Priority::Control, events), (2, Priority::Log, log), (3, Priority::Bulk, rng.bytes(file_len))]
+    vec![
+        (EVENTS_STREAM, Priority::Control, events),
+        (2, Priority::Log, log),
+        (3, Priority::Bulk, rng.bytes(file_len)),
+    ]
 }
 
 fn run_with(cfg: SenderConfig, line: &LineConfig, work: &Workload) -> SimResult {
@@ -191,7 +197,8 @@ fn host_restart_resumes_from_its_snapshot() {
 fn wrong_key_is_rejected_with_bad_tag() {
     let mut line = LineConfig::serial(115200);
     line.time_limit = 5.0;
-    let mut s = Sender::with_session(Key([1; 32]), b"{}".to_vec(), SenderConfig::for_link(true, Some(11520)), 5);
+    let mut s =
+        Sender::with_session(Key([1; 32]), b"{}".to_vec(), SenderConfig::for_link(true, Some(11520)), 5);
     let mut r = Receiver::new(key());
     let res = simulate(&mut s, &mut r, &workload(1024, 1), &line);
     assert!(res.streams.is_empty() && res.hellos.is_empty());
@@ -204,7 +211,9 @@ fn wrong_key_is_rejected_with_bad_tag() {
 fn frame_overhead() {
     use stagehand_agent::wire::frame::{encode, Direction, Frame, Message, MAX_DATA};
     let mut report = String::new();
-    for (what, size) in [("min", 64), ("serial start", 1024), ("4 KiB", 4096), ("serial max", 16384), ("TCP max", MAX_DATA)] {
+    for (what, size) in
+        [("min", 64), ("serial start", 1024), ("4 KiB", 4096), ("serial max", 16384), ("TCP max", MAX_DATA)]
+    {
         let bytes = Rng::new(size as u64).bytes(size);
         let f = Frame { session: 1, seq: 1, msg: Message::Data { stream: 3, offset: 1 << 20, bytes } };
         let mut wire = Vec::new();

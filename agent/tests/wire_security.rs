@@ -35,15 +35,32 @@ fn session(sender: &mut Sender, rx: &mut Receiver, data: &[u8]) -> (Vec<u8>, Vec
 }
 
 fn data_of(events: &[RxEvent]) -> Vec<u8> {
-    events.iter().flat_map(|e| match e { RxEvent::Data { bytes, .. } => bytes.clone(), _ => vec![] }).collect()
+    events
+        .iter()
+        .flat_map(|e| match e {
+            RxEvent::Data { bytes, .. } => bytes.clone(),
+            _ => vec![],
+        })
+        .collect()
 }
 
 fn rejected(events: &[RxEvent], reason: RejectReason) -> u32 {
-    events.iter().map(|e| match e { RxEvent::Rejected { reason: r, count } if *r == reason => *count, _ => 0 }).sum()
+    events
+        .iter()
+        .map(|e| match e {
+            RxEvent::Rejected { reason: r, count } if *r == reason => *count,
+            _ => 0,
+        })
+        .sum()
 }
 
 fn new_sender(session: u32) -> Sender {
-    Sender::with_session(key(), b"{\"mode\":\"pid1\"}".to_vec(), SenderConfig::for_link(true, Some(11520)), session)
+    Sender::with_session(
+        key(),
+        b"{\"mode\":\"pid1\"}".to_vec(),
+        SenderConfig::for_link(true, Some(11520)),
+        session,
+    )
 }
 
 #[test]
@@ -79,7 +96,11 @@ fn forged_frames_fail_the_tag() {
     let (_, events) = session(&mut s, &mut rx, b"genuine");
     assert_eq!(data_of(&events), b"genuine");
     // Signed with another key.
-    let forged = Frame { session: 12, seq: 1 << 30, msg: Message::Data { stream: 2, offset: 7, bytes: b"evil".to_vec() } };
+    let forged = Frame {
+        session: 12,
+        seq: 1 << 30,
+        msg: Message::Data { stream: 2, offset: 7, bytes: b"evil".to_vec() },
+    };
     let mut wire = Vec::new();
     encode(&forged, &Key([1; 32]), Direction::AgentToHost, &mut wire);
     // A genuine frame with its payload changed and the CRC fixed up.
@@ -120,7 +141,8 @@ fn frames_of_another_session_are_rejected() {
     let ev = rx.handle_input(&old.poll_transmit(now).unwrap(), now);
     assert!(ev.contains(&RxEvent::NewSession { session: 100, previous: None }));
     // Data of another session (no hello) is not taken.
-    let stray = Frame { session: 300, seq: 5, msg: Message::Data { stream: 2, offset: 0, bytes: b"x".to_vec() } };
+    let stray =
+        Frame { session: 300, seq: 5, msg: Message::Data { stream: 2, offset: 0, bytes: b"x".to_vec() } };
     let mut wire = Vec::new();
     encode(&stray, &key(), Direction::AgentToHost, &mut wire);
     assert_eq!(rejected(&rx.handle_input(&wire, now), RejectReason::OtherSession), 1);

@@ -13,7 +13,12 @@ use std::time::{Duration, Instant};
 
 type Collected = (BTreeMap<u32, Vec<u8>>, BTreeMap<u32, bool>);
 
-fn host(mut end: PipeHost, key: Key, stop: Arc<AtomicBool>, disconnect_after: Option<usize>) -> std::thread::JoinHandle<Collected> {
+fn host(
+    mut end: PipeHost,
+    key: Key,
+    stop: Arc<AtomicBool>,
+    disconnect_after: Option<usize>,
+) -> std::thread::JoinHandle<Collected> {
     std::thread::spawn(move || {
         let mut rx = Receiver::new(key);
         let (mut data, mut ends) = (BTreeMap::<u32, Vec<u8>>::new(), BTreeMap::new());

@@ -29,9 +29,16 @@ impl Key {
                 Err(rustix::io::Errno::INTR) => {}
                 Err(_) => {
                     use std::io::Read;
-                    std::fs::File::open("/dev/urandom")
-                        .and_then(|mut f| f.read_exact(&mut k))
-                        .map_err(|e| std::io::Error::new(e.kind(), format!("cannot read random bytes for a key from getrandom or /dev/urandom: {e}")))?;
+                    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut k)).map_err(
+                        |e| {
+                            std::io::Error::new(
+                                e.kind(),
+                                format!(
+                                    "cannot read random bytes for a key from getrandom or /dev/urandom: {e}"
+                                ),
+                            )
+                        },
+                    )?;
                     filled = k.len();
                 }
             }
@@ -50,7 +57,12 @@ impl Key {
             let hex = |c: u8| (c as char).to_digit(16);
             match (hex(pair[0]), hex(pair[1])) {
                 (Some(h), Some(l)) => k[i] = (h * 16 + l) as u8,
-                _ => return Err(format!("a key is 64 hex digits, found a non-hex character at position {}", i * 2 + 1)),
+                _ => {
+                    return Err(format!(
+                        "a key is 64 hex digits, found a non-hex character at position {}",
+                        i * 2 + 1
+                    ))
+                }
             }
         }
         Ok(Key(k))
@@ -62,7 +74,10 @@ impl Key {
             std::io::Error::new(e.kind(), format!("cannot read key file {}: {e}", path.display()))
         })?;
         Key::from_hex(&text).map_err(|e| {
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("key file {}: {e}; regenerate it or pass the image's key", path.display()))
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("key file {}: {e}; regenerate it or pass the image's key", path.display()),
+            )
         })
     }
 
@@ -73,7 +88,8 @@ impl Key {
 
     /// HMAC-SHA256(key, msg) truncated to [`TAG_LEN`] bytes.
     pub fn tag(&self, msg: &[u8]) -> [u8; TAG_LEN] {
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
+        let mut mac =
+            <HmacSha256 as KeyInit>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(msg);
         let full = mac.finalize().into_bytes();
         let mut t = [0u8; TAG_LEN];

@@ -54,9 +54,17 @@ pub struct Frame {
 pub enum Message {
     /// JSON of [`crate::events::Hello`], opaque here.
     Hello(Vec<u8>),
-    Data { stream: StreamId, offset: u64, bytes: Vec<u8> },
+    Data {
+        stream: StreamId,
+        offset: u64,
+        bytes: Vec<u8>,
+    },
     /// The stream is `len` bytes long with this sha256.
-    End { stream: StreamId, len: u64, sha256: [u8; 32] },
+    End {
+        stream: StreamId,
+        len: u64,
+        sha256: [u8; 32],
+    },
     Heartbeat,
     Ack(Ack),
 }
@@ -238,11 +246,9 @@ fn decode_payload(ty: u8, p: &[u8]) -> Option<Message> {
             offset.checked_add(r.0.len() as u64)?;
             return Some(Message::Data { stream, offset, bytes: r.0.to_vec() });
         }
-        msg_type::END => Message::End {
-            stream: r.u32()?,
-            len: r.u64()?,
-            sha256: r.take(32)?.try_into().ok()?,
-        },
+        msg_type::END => {
+            Message::End { stream: r.u32()?, len: r.u64()?, sha256: r.take(32)?.try_into().ok()? }
+        }
         msg_type::HEARTBEAT => Message::Heartbeat,
         msg_type::ACK => {
             let mut ack = Ack { hello_seq: r.u32()?, ..Ack::default() };
@@ -450,7 +456,12 @@ mod tests {
                 bad: 3,
                 streams: vec![
                     StreamAck { stream: 0, ended: true, cum: 5, sacks: vec![] },
-                    StreamAck { stream: 4, ended: false, cum: 1 << 40, sacks: vec![(1 << 40 | 10, 1 << 40 | 20), (1 << 41, 1 << 42)] },
+                    StreamAck {
+                        stream: 4,
+                        ended: false,
+                        cum: 1 << 40,
+                        sacks: vec![(1 << 40 | 10, 1 << 40 | 20), (1 << 41, 1 << 42)],
+                    },
                 ],
             }),
         ];
@@ -460,9 +471,19 @@ mod tests {
                 let mut wire = Vec::new();
                 encode(&f, &key(), dir, &mut wire);
                 assert_eq!(Decoder::new(key(), dir).push(&wire), vec![Decoded::Frame(f.clone())]);
-                let other = if dir == Direction::AgentToHost { Direction::HostToAgent } else { Direction::AgentToHost };
-                assert_eq!(Decoder::new(key(), other).push(&wire), vec![Decoded::Rejected(RejectReason::WrongDirection)]);
-                assert_eq!(Decoder::new(Key([9; 32]), dir).push(&wire), vec![Decoded::Rejected(RejectReason::BadTag)]);
+                let other = if dir == Direction::AgentToHost {
+                    Direction::HostToAgent
+                } else {
+                    Direction::AgentToHost
+                };
+                assert_eq!(
+                    Decoder::new(key(), other).push(&wire),
+                    vec![Decoded::Rejected(RejectReason::WrongDirection)]
+                );
+                assert_eq!(
+                    Decoder::new(Key([9; 32]), dir).push(&wire),
+                    vec![Decoded::Rejected(RejectReason::BadTag)]
+                );
             }
         }
     }
@@ -478,14 +499,21 @@ mod tests {
         for b in &wire {
             items.extend(d.push(std::slice::from_ref(b)));
         }
-        let text: Vec<u8> = items.iter().flat_map(|i| match i { Decoded::Text(t) => t.clone(), _ => vec![] }).collect();
+        let text: Vec<u8> = items
+            .iter()
+            .flat_map(|i| match i {
+                Decoded::Text(t) => t.clone(),
+                _ => vec![],
+            })
+            .collect();
         assert_eq!(text, b"login: [ 1.0] eth0 up\n");
         assert!(items.contains(&Decoded::Frame(f)));
     }
 
     #[test]
     fn over_long_frame_is_dropped_with_bounded_memory() {
-        let f = Frame { session: 1, seq: 2, msg: Message::Data { stream: 1, offset: 0, bytes: vec![7; 3000] } };
+        let f =
+            Frame { session: 1, seq: 2, msg: Message::Data { stream: 1, offset: 0, bytes: vec![7; 3000] } };
         let mut wire = Vec::new();
         encode(&f, &key(), Direction::AgentToHost, &mut wire);
         let mut d = Decoder::with_limit(key(), Direction::AgentToHost, 1000);
@@ -499,10 +527,14 @@ mod tests {
 
     #[test]
     fn flipped_bit_is_corrupt_not_bad_tag() {
-        let f = Frame { session: 1, seq: 2, msg: Message::Data { stream: 1, offset: 0, bytes: vec![7; 100] } };
+        let f =
+            Frame { session: 1, seq: 2, msg: Message::Data { stream: 1, offset: 0, bytes: vec![7; 100] } };
         let mut wire = Vec::new();
         encode(&f, &key(), Direction::AgentToHost, &mut wire);
         wire[50] ^= 0x10;
-        assert_eq!(Decoder::new(key(), Direction::AgentToHost).push(&wire), vec![Decoded::Rejected(RejectReason::Corrupt)]);
+        assert_eq!(
+            Decoder::new(key(), Direction::AgentToHost).push(&wire),
+            vec![Decoded::Rejected(RejectReason::Corrupt)]
+        );
     }
 }

@@ -208,7 +208,12 @@ struct Direction {
 
 /// Send `workload` from `sender` to `receiver` over a simulated line; deterministic for a
 /// given seed. Runs until the sender is done, or `line.time_limit`.
-pub fn simulate(sender: &mut Sender, receiver: &mut Receiver, workload: &Workload, line: &LineConfig) -> SimResult {
+pub fn simulate(
+    sender: &mut Sender,
+    receiver: &mut Receiver,
+    workload: &Workload,
+    line: &LineConfig,
+) -> SimResult {
     let base = Instant::now();
     let at = |t: f64| base + Duration::from_secs_f64(t);
     let secs = |i: Instant| i.saturating_duration_since(base).as_secs_f64();
@@ -256,7 +261,9 @@ pub fn simulate(sender: &mut Sender, receiver: &mut Receiver, workload: &Workloa
             let prefix = |s: StreamId| -> io::Result<Box<dyn io::Read>> {
                 Ok(Box::new(io::Cursor::new(files.get(&s).cloned().unwrap_or_default())))
             };
-            if let Ok(restored) = Receiver::restore(receiver.key().clone(), ReceiverConfig::default(), &snap, prefix) {
+            if let Ok(restored) =
+                Receiver::restore(receiver.key().clone(), ReceiverConfig::default(), &snap, prefix)
+            {
                 *receiver = restored;
             }
         }
@@ -317,7 +324,10 @@ pub fn simulate(sender: &mut Sender, receiver: &mut Receiver, workload: &Workloa
     r.elapsed = all_ended_at.unwrap_or(t);
     let total: usize = workload.iter().map(|w| w.2.len()).sum();
     r.complete = sender.is_done()
-        && workload.iter().all(|(id, _, data)| r.ends.get(id) == Some(&(data.len() as u64, true)) && r.streams.get(id).map_or(data.is_empty(), |s| s == data));
+        && workload.iter().all(|(id, _, data)| {
+            r.ends.get(id) == Some(&(data.len() as u64, true))
+                && r.streams.get(id).map_or(data.is_empty(), |s| s == data)
+        });
     if line.rate > 0 && r.elapsed > 0.0 {
         r.goodput_pct = 100.0 * total as f64 / (r.elapsed * line.rate as f64);
     }
@@ -496,7 +506,9 @@ mod tests {
         let mut w = Wire::new(Faults { ber: 1e-3, ..Faults::default() }, 7);
         let data = vec![0u8; 100_000];
         let mut c = Vec::new();
-        let flipped: u32 = (0..10).map(|_| w.transmit(&data, 0.0, &mut c)[0].iter().map(|b| b.count_ones()).sum::<u32>()).sum();
+        let flipped: u32 = (0..10)
+            .map(|_| w.transmit(&data, 0.0, &mut c)[0].iter().map(|b| b.count_ones()).sum::<u32>())
+            .sum();
         assert!((6000..10000).contains(&flipped), "{flipped} bits flipped of 8e6 at 1e-3");
         let mut clean = Wire::new(Faults::default(), 7);
         assert_eq!(clean.transmit(&data, 0.0, &mut c), vec![data.clone()]);

@@ -28,14 +28,14 @@
 //!   simulated line (rate, bit errors, drops, bursts, silences, console text, reconnects)
 //!   in simulated time; [`linesim::pipe`] is a real-time [`Transport`] pair.
 
+pub mod auth;
 pub mod cobs;
 pub mod frame;
-pub mod auth;
-pub mod sender;
-pub mod receiver;
-pub mod uplink;
 pub mod linesim;
+pub mod receiver;
+pub mod sender;
 mod transport;
+pub mod uplink;
 
 pub use auth::Key;
 pub use transport::Transport;

@@ -302,7 +302,8 @@ impl Receiver {
         self.ack_due = None;
         self.in_order_since_ack = 0;
         let mut streams: Vec<StreamAck> = Vec::new();
-        let ids: Vec<StreamId> = self.streams.iter().filter(|(_, r)| r.dirty || !r.finished).map(|(s, _)| *s).collect();
+        let ids: Vec<StreamId> =
+            self.streams.iter().filter(|(_, r)| r.dirty || !r.finished).map(|(s, _)| *s).collect();
         for id in ids.into_iter().take(frame::MAX_ACK_STREAMS) {
             let Some(rx) = self.streams.get_mut(&id) else { continue };
             rx.dirty = false;
@@ -337,7 +338,12 @@ impl Receiver {
     /// stream `prefix(stream)` must give the bytes delivered so far (the file the host
     /// wrote): they are hashed again, and their length is taken as the resume offset (the
     /// host writes data before it acknowledges, so its file is never shorter than acked).
-    pub fn restore<F>(key: Key, cfg: ReceiverConfig, snap: &Snapshot, mut prefix: F) -> std::io::Result<Receiver>
+    pub fn restore<F>(
+        key: Key,
+        cfg: ReceiverConfig,
+        snap: &Snapshot,
+        mut prefix: F,
+    ) -> std::io::Result<Receiver>
     where
         F: FnMut(StreamId) -> std::io::Result<Box<dyn Read>>,
     {
@@ -362,7 +368,12 @@ impl Receiver {
                         Ok(0) => break,
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                        Err(e) => return Err(std::io::Error::new(e.kind(), format!("cannot re-read stream {} to resume: {e}", s.stream))),
+                        Err(e) => {
+                            return Err(std::io::Error::new(
+                                e.kind(),
+                                format!("cannot re-read stream {} to resume: {e}", s.stream),
+                            ))
+                        }
                     };
                     rx.hasher.update(&buf[..n]);
                     rx.next += n as u64;

@@ -315,7 +315,8 @@ impl Sender {
 
     /// Everything arrived (two-way) or was sent with all its copies (one-way).
     pub fn is_done(&self) -> bool {
-        let streams_done = self.streams.values().all(|t| t.end == End::Done && t.buf.is_empty() && t.retx.is_empty());
+        let streams_done =
+            self.streams.values().all(|t| t.end == End::Done && t.buf.is_empty() && t.retx.is_empty());
         let hello_done = if self.cfg.two_way { self.hello_acked } else { self.stats.frames_sent > 0 };
         streams_done && hello_done && self.inflight.is_empty()
     }
@@ -412,7 +413,9 @@ impl Sender {
     fn arrived(&self, kind: Kind) -> bool {
         match kind {
             Kind::Hello => self.hello_acked,
-            Kind::Data { stream, offset, len } => self.streams.get(&stream).is_none_or(|t| t.has_arrived(offset, offset + len as u64)),
+            Kind::Data { stream, offset, len } => {
+                self.streams.get(&stream).is_none_or(|t| t.has_arrived(offset, offset + len as u64))
+            }
             Kind::End { stream } => self.streams.get(&stream).is_none_or(|t| t.end == End::Done),
         }
     }
@@ -586,7 +589,10 @@ impl Sender {
     /// previous copy (spreading copies beats bursts), or at once when `idle`.
     fn repeat_one_way(&mut self, idle: bool) -> Option<(Message, Option<(Kind, u32)>)> {
         let spread = (self.cfg.window_bytes / self.cfg.one_way_repeats as usize) as u64;
-        let i = self.inflight.iter().position(|s| idle || self.bytes_sent >= s.at_bytes.saturating_add(spread))?;
+        let i = self
+            .inflight
+            .iter()
+            .position(|s| idle || self.bytes_sent >= s.at_bytes.saturating_add(spread))?;
         let seg = self.inflight.remove(i)?;
         self.inflight_bytes = self.inflight_bytes.saturating_sub(seg.len());
         let msg = self.message_for(seg.kind)?;
@@ -641,7 +647,8 @@ impl Sender {
         let room = self.window().saturating_sub(self.inflight_bytes);
         let window_open = self.inflight_bytes == 0 || room >= size.min(64);
         for prio in order {
-            let ids: Vec<StreamId> = self.streams.iter().filter(|(_, t)| t.prio == prio).map(|(s, _)| *s).collect();
+            let ids: Vec<StreamId> =
+                self.streams.iter().filter(|(_, t)| t.prio == prio).map(|(s, _)| *s).collect();
             for id in ids {
                 let Some(tx) = self.streams.get_mut(&id) else { continue };
                 let pick = if let Some(&(s, e)) = tx.retx.first() {

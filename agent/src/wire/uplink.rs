@@ -49,7 +49,8 @@ impl Uplink {
         });
         let worker = inner.clone();
         let thread = std::thread::Builder::new().name("uplink".into()).spawn(move || {
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pump(&worker, transport.as_mut())));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| pump(&worker, transport.as_mut())));
             let mut st = lock(&worker.state);
             if result.is_err() {
                 st.last_error = Some("the uplink thread panicked".into());
@@ -87,7 +88,8 @@ fn pump(inner: &Inner, transport: &mut dyn Transport) {
             }
             inner.cond.notify_all();
             let next = st.sender.poll_timeout().map(|t| t.saturating_duration_since(now));
-            next.unwrap_or(Duration::from_millis(20)).clamp(Duration::from_millis(1), Duration::from_millis(20))
+            next.unwrap_or(Duration::from_millis(20))
+                .clamp(Duration::from_millis(1), Duration::from_millis(20))
         };
         let mut result = Ok(());
         if !out.is_empty() {
@@ -162,7 +164,12 @@ impl UplinkHandle {
                 if st.exited || st.stop {
                     return Err(io::Error::other(format!("uplink over {} stopped", self.0.describe)));
                 }
-                st = self.0.cond.wait_timeout(st, Duration::from_millis(100)).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
+                st = self
+                    .0
+                    .cond
+                    .wait_timeout(st, Duration::from_millis(100))
+                    .map(|r| r.0)
+                    .unwrap_or_else(|e| e.into_inner().0);
             }
         }
         Ok(())
@@ -205,7 +212,12 @@ impl UplinkHandle {
             if left.is_zero() {
                 break;
             }
-            st = self.0.cond.wait_timeout(st, left.min(Duration::from_millis(50))).map(|r| r.0).unwrap_or_else(|e| e.into_inner().0);
+            st = self
+                .0
+                .cond
+                .wait_timeout(st, left.min(Duration::from_millis(50)))
+                .map(|r| r.0)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
         let done = st.sender.is_done();
         let stats = st.sender.stats();

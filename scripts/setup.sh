@@ -15,6 +15,8 @@ debian_packages=(
   debootstrap buildstream bubblewrap
   # peers for tests and benchmarks
   lrzsz pigz netcat-openbsd iproute2 util-linux
+  # end-to-end boot paths: user-space NFS server, more QEMU targets, host-side helpers
+  nfs-ganesha nfs-ganesha-vfs qemu-system-ppc kmod python3
 )
 
 missing=()
@@ -31,5 +33,9 @@ fi
 for t in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
   rustup target list --installed | grep -qx "$t" || rustup target add "$t"
 done
+
+# Kernels for the boot tests, in the cache: x86_64 from the package above, aarch64
+# downloaded (private apt configuration; the host's dpkg architectures stay as they are).
+"$(dirname "$0")/kernels.sh" x86_64 aarch64
 
 echo "setup: done"

@@ -2,6 +2,8 @@
 //!
 //! Settings come from the kernel command line (read from /proc/cmdline):
 //!   probe.mods=/a.ko:/b.ko         load these modules in order with finit_module
+//!   probe.mount=FS:SRC:DIR[:OPTS]  mount a filesystem (after the modules), e.g.
+//!                                  9p:root:/mnt:trans=virtio,version=9p2000.L
 //!   probe.net=eth0/10.0.2.15/24    configure an interface with ioctls (needs its driver)
 //!   probe.out=KIND:WHERE           where the marker goes, repeatable with commas:
 //!                                  dev:/dev/ttyS1   tcp:10.0.2.2:5555   file:/path
@@ -44,6 +46,9 @@ fn main() {
             report.push(format!("PROBE MOD {} {}", m, load_module(m)));
         }
     }
+    if let Some(spec) = param("probe.mount") {
+        report.push(format!("PROBE MOUNT {} {}", spec, mount_spec(&spec)));
+    }
     if let Some(net) = param("probe.net") {
         report.push(format!("PROBE NET {} {}", net, configure_net(&net)));
     }
@@ -83,6 +88,18 @@ fn mount(src: &str, target: &str, fstype: &str) {
     let (s, t, f) = (cstr(src), cstr(target), cstr(fstype));
     // EBUSY means an initrd already mounted it: that is fine.
     unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, std::ptr::null()) };
+}
+
+fn mount_spec(spec: &str) -> String {
+    let mut parts = spec.splitn(4, ':');
+    let (Some(fs), Some(src), Some(dir)) = (parts.next(), parts.next(), parts.next()) else {
+        return "bad-spec".into();
+    };
+    let opts = cstr(parts.next().unwrap_or(""));
+    let _ = fs::create_dir_all(dir);
+    let (s, t, f) = (cstr(src), cstr(dir), cstr(fs));
+    let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, opts.as_ptr() as *const _) };
+    if r == 0 { "mounted".into() } else { format!("failed:{}", std::io::Error::last_os_error()) }
 }
 
 fn cstr(s: &str) -> CString {

@@ -17,7 +17,7 @@ timeout_s="${BOOT_TIMEOUT:-120}"
 
 all_cases=(initramfs-serial initramfs-socket-server initramfs-socket-client ext4-console
   tcp-e1000 tcp-restrict-guestfwd nfs-root 9p-folder power-cut
-  arm64-console arm64-virtio-serial arm64-tcp-virtio-net ppc64le-console armv7-console)
+  arm64-console arm64-virtio-serial arm64-tcp-virtio-net arm64-ext4-modules ppc64le-console armv7-console)
 optional_cases=" ppc64le-console armv7-console "
 
 results=()
@@ -52,10 +52,26 @@ probe_for() {
 # root folder with the probe as /init and the device/mount points.
 make_root() {
   local root="$1" probe="$2"
-  mkdir -p "$root"/{dev,proc,sys,tmp,mnt}
+  mkdir -p "$root"/{dev,proc,sys,tmp,mnt,run}
   cp "$probe" "$root/init"
   # /dev/console lets the kernel give PID 1 its stdio before devtmpfs is mounted.
   [ "$(id -u)" -ne 0 ] || [ -e "$root/dev/console" ] || mknod -m 600 "$root/dev/console" c 5 1
+}
+
+# Prints the modules.dep paths of the named modules and all they depend on, in load
+# order (a module's dependencies are listed in modules.dep so that loading them from
+# the last to the first works), each once.
+mod_order() {
+  local kdir="$1" ver seen=" " name line dep deps=() i; shift
+  ver=$(cat "$kdir/version")
+  for name in "$@"; do
+    line=$(grep -E "(^|/)$name\.ko(\.[a-z]+)?:" "$kdir/modules/$ver/modules.dep") || { echo "no module $name in $ver" >&2; return 1; }
+    read -r -a deps <<<"${line#*:}"
+    for ((i=${#deps[@]}-1; i>=0; i--)); do
+      [[ "$seen" == *" ${deps[i]} "* ]] || { echo "${deps[i]}"; seen+="${deps[i]} "; }
+    done
+    [[ "$seen" == *" ${line%%:*} "* ]] || { echo "${line%%:*}"; seen+="${line%%:*} "; }
+  done
 }
 
 # Copies modules (names relative to the kernel's modules/<ver>/) into root and prints
@@ -140,7 +156,8 @@ PY
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-qemu_x86() { echo qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -monitor none; }
+# -nic none: no default NIC, whose iPXE option ROM costs seconds under TCG.
+qemu_x86() { echo qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -monitor none -nic none; }
 
 # ---------------------------------------------------------------- cases
 case_initramfs-serial() {
@@ -238,10 +255,20 @@ case_tcp-e1000() { tcp_case "user,id=n0" 10.0.2.2; }
 # pass, and a guestfwd cannot use 10.0.2.2 itself, so it takes another address.
 case_tcp-restrict-guestfwd() { tcp_case "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:PORT-tcp:127.0.0.1:PORT" 10.0.2.100; }
 
-# ---- NFS root served by nfs-ganesha (user space) on loopback
+# ---- NFS root served by nfs-ganesha (user space) on loopback, mounted by Debian's initrd.
+# Its klibc nfsmount speaks NFSv2/v3 only and has no port=/mountport= options: it always
+# asks the portmapper at SERVER:111 (through user-mode networking: the host's 127.0.0.1:111),
+# so rpcbind must run on the host and ganesha must register with it.
 case_nfs-root() {
   local k p; k=$(kernel_dir x86_64) && p=$(probe_for x86_64-unknown-linux-musl) || { skip "$k"; return; }
-  local g; g=$(need ganesha.nfsd) || { skip "$g"; return; }
+  local g; g=$(need ganesha.nfsd rpcbind rpcinfo) || { skip "$g"; return; }
+  local rpcpid=""
+  if ! rpcinfo -p 127.0.0.1 >/dev/null 2>&1; then
+    mkdir -p /run/rpcbind
+    rpcbind -f -w >"$dir/rpcbind.out" 2>&1 &   # (-h 127.0.0.1 aborts with a double free in 1.2.6)
+    rpcpid=$!
+    local j; for j in $(seq 50); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
   local export="$dir/export"; make_root "$export" "$p"
   local nport mport; nport=$(free_port); mport=$(free_port)
   mkdir -p "$dir/ganesha"
@@ -253,7 +280,7 @@ NFS_CORE_PARAM {
   Protocols = 3, 4;
   Enable_NLM = false;
   Enable_RQUOTA = false;
-  Register_With_Rpcbind = ${GANESHA_RPCBIND:-false};
+  Register_With_Rpcbind = true;
 }
 NFSV4 { Graceless = true; }
 EXPORT {
@@ -275,11 +302,12 @@ CONF
   local gpid=$!
   local i; for i in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$nport),0.2)" 2>/dev/null && break; sleep 0.1; done
   local t0; t0=$(now)
-  start_qemu $(qemu_x86) -kernel "$k/vmlinuz" -initrd "$k/initrd.img" -nic user,model=e1000 \
-    -append "console=ttyS0 root=/dev/nfs nfsroot=10.0.2.2:$export,${NFS_OPTS:-tcp,v3,port=$nport,mountport=$mport} ip=dhcp rw init=/init panic=-1 probe.out=dev:/dev/ttyS0,file:/nfs-marker probe.tag=$case" \
+  start_qemu $(qemu_x86) -kernel "$k/vmlinuz" -initrd "$k/initrd.img" -netdev user,id=n0 -device e1000,netdev=n0,romfile= \
+    -append "console=ttyS0 root=/dev/nfs nfsroot=10.0.2.2:$export,${NFS_OPTS:-tcp,v3} ip=${NFS_IP:-10.0.2.15::10.0.2.2:255.255.255.0:::off} rw init=/init panic=-1 probe.out=dev:/dev/ttyS0,file:/nfs-marker probe.tag=$case" \
     -serial "file:$dir/console.out"
   wait_qemu; local rc=$?
   kill "$gpid" 2>/dev/null; wait "$gpid" 2>/dev/null
+  [ -z "$rpcpid" ] || { kill "$rpcpid" 2>/dev/null; wait "$rpcpid" 2>/dev/null; }
   cp "$dir/ganesha/ganesha.log" "$dir/ganesha.log" 2>/dev/null
   [ $rc -eq 0 ] || { fail "$err"; return; }
   e=$(expect_in "$export/nfs-marker" "PROBE DONE") || { fail "marker file not written through NFS: $e"; return; }
@@ -290,9 +318,7 @@ CONF
 case_9p-folder() {
   local k p; k=$(kernel_dir x86_64) && p=$(probe_for x86_64-unknown-linux-musl) || { skip "$k"; return; }
   make_root "$dir/root" "$p"
-  local mods; mods=$(add_modules "$dir/root" "$k" kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko \
-    kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio_pci_legacy_dev.ko kernel/drivers/virtio/virtio_pci.ko \
-    kernel/fs/netfs/netfs.ko kernel/fs/fscache/fscache.ko kernel/net/9p/9pnet.ko kernel/net/9p/9pnet_virtio.ko kernel/fs/9p/9p.ko)
+  local mods; mods=$(add_modules "$dir/root" "$k" $(mod_order "$k" virtio_pci 9pnet_virtio 9p))
   make_cpio "$dir/root" "$dir/init.cpio.gz"
   mkdir -p "$dir/host-folder"; echo from-host > "$dir/host-folder/hello"
   local t0; t0=$(now)
@@ -346,7 +372,7 @@ case_arm64-console() {
 }
 case_arm64-virtio-serial() {
   arm64_prep || return
-  local mods; mods=$(add_modules "$dir/root" "$A_K" kernel/drivers/virtio/virtio_mmio.ko kernel/drivers/char/virtio_console.ko)
+  local mods; mods=$(add_modules "$dir/root" "$A_K" $(mod_order "$A_K" virtio_mmio virtio_console))
   make_cpio "$dir/root" "$dir/init.cpio.gz"
   local t0; t0=$(now)
   start_qemu $(qemu_arm64) -kernel "$A_K/vmlinuz" -initrd "$dir/init.cpio.gz" \
@@ -360,8 +386,7 @@ case_arm64-virtio-serial() {
 case_arm64-tcp-virtio-net() {
   arm64_prep || return
   need python3 >/dev/null || { skip "python3"; return; }
-  local mods; mods=$(add_modules "$dir/root" "$A_K" kernel/drivers/virtio/virtio_pci_modern_dev.ko kernel/drivers/virtio/virtio_pci_legacy_dev.ko \
-    kernel/drivers/virtio/virtio_pci.ko kernel/net/core/failover.ko kernel/drivers/net/net_failover.ko kernel/drivers/net/virtio_net.ko)
+  local mods; mods=$(add_modules "$dir/root" "$A_K" $(mod_order "$A_K" virtio_pci virtio_net))
   make_cpio "$dir/root" "$dir/init.cpio.gz"
   local port lpid; port=$(free_port); host_listener tcp "$port" "$dir/channel.out"
   local t0; t0=$(now)
@@ -372,6 +397,25 @@ case_arm64-tcp-virtio-net() {
   kill "$lpid" 2>/dev/null; wait "$lpid" 2>/dev/null
   e=$(expect_in "$dir/channel.out" "PROBE DONE") || { fail "$e"; return; }
   pass "wall $(since "$t0") s, $(grep -a 'TCP-CONNECTED' "$dir/channel.out" | tr -d '\r')"
+}
+
+# A disk without Debian's initrd (there is none for arm64 in the cache): the init loads
+# virtio-mmio, virtio-blk, crc32c and ext4 itself, mounts /dev/vda, writes a file there.
+case_arm64-ext4-modules() {
+  arm64_prep || return
+  need mke2fs debugfs >/dev/null || { skip "e2fsprogs"; return; }
+  local mods; mods=$(add_modules "$dir/root" "$A_K" $(mod_order "$A_K" virtio_mmio virtio_blk crc32c_generic ext4))
+  make_cpio "$dir/root" "$dir/init.cpio.gz"
+  mkdir -p "$dir/disk"; echo on-disk > "$dir/disk/hello"; make_ext4 "$dir/disk" "$dir/disk.img" || { fail "mke2fs"; return; }
+  local t0; t0=$(now)
+  start_qemu $(qemu_arm64) -kernel "$A_K/vmlinuz" -initrd "$dir/init.cpio.gz" \
+    -drive "file=$dir/disk.img,format=raw,if=none,id=d0" -device virtio-blk-device,drive=d0 \
+    -append "console=ttyAMA0 panic=-1 quiet probe.mods=$mods probe.mount=ext4:/dev/vda:/mnt probe.out=dev:/dev/ttyAMA0,file:/mnt/marker probe.tag=$case" \
+    -serial "file:$dir/console.out"
+  wait_qemu || { fail "$err"; return; }
+  debugfs -R 'cat /marker' "$dir/disk.img" 2>/dev/null >"$dir/marker" 
+  e=$(expect_in "$dir/marker" "PROBE DONE") || { fail "marker not on the disk: $e"; return; }
+  pass "wall $(since "$t0") s"
 }
 
 # ---- optional architectures (recorded, not required)

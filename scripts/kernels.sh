@@ -96,7 +96,8 @@ kernel_foreign() {
   dir="$kernels/$arch"
   if [ -s "$dir/version" ] && [ -e "$dir/vmlinuz" ]; then print_paths "$dir"; return; fi
   conf=$(private_apt "$deb_arch")
-  APT_CONFIG="$conf" apt-get update -qq >&2 || die "apt-get update for $deb_arch failed"
+  # A partial failure (one suite's index mid-sync) is not fatal as long as the kernel resolves.
+  APT_CONFIG="$conf" apt-get update -qq >&2 || echo "kernels: apt-get update for $deb_arch reported errors; trying with what was fetched" >&2
   # linux-image-<flavour> is the metapackage; its dependency names the versioned package.
   pkg=$(APT_CONFIG="$conf" apt-cache depends "linux-image-$flavour" 2>/dev/null \
         | sed -n "s/^ *Depends: \(linux-image-[0-9][^ ]*-$flavour\)$/\1/p" | head -n1)

@@ -39,11 +39,20 @@ kernel_dir() {
   echo "$k"
 }
 
-# Builds the probe for a Rust target once and prints its path.
+# Builds the probe for a Rust target once and prints its path. musl targets link with
+# rust-lld alone; gnu targets need Debian's cross gcc and static libc.
 probe_for() {
-  local target="$1" out="$here/probe-init/target/$1/release/probe-init"
+  local target="$1" out="$here/probe-init/target/$1/release/probe-init" linker
+  case "$target" in
+    *-musl) linker=rust-lld ;;
+    powerpc64le-unknown-linux-gnu) linker=powerpc64le-linux-gnu-gcc ;;
+    armv7-unknown-linux-gnueabihf) linker=arm-linux-gnueabihf-gcc ;;
+    *) echo "no linker known for $target" >&2; return 1 ;;
+  esac
   if [ ! -x "$out" ] || [ "$here/probe-init/src/main.rs" -nt "$out" ]; then
-    (cd "$here/probe-init" && RUSTFLAGS='-C linker=rust-lld -C target-feature=+crt-static' \
+    command -v "$linker" >/dev/null || { echo "$linker not installed" >&2; return 1; }
+    rustup target list --installed 2>/dev/null | grep -qx "$target" || { echo "rust target $target not installed" >&2; return 1; }
+    (cd "$here/probe-init" && RUSTFLAGS="-C linker=$linker -C target-feature=+crt-static" \
       cargo build -q --release --target "$target") >&2 || return 1
   fi
   echo "$out"

@@ -16,7 +16,7 @@ trap '[ -n "$keep" ] && echo "kept: $work" || rm -rf "$work"' EXIT
 timeout_s="${BOOT_TIMEOUT:-120}"
 
 all_cases=(initramfs-serial initramfs-socket-server initramfs-socket-client ext4-console
-  tcp-e1000 tcp-restrict-guestfwd nfs-root 9p-folder power-cut
+  initramfs-virtio-serial tcp-e1000 tcp-restrict-guestfwd nfs-root nfs4-own-mount 9p-folder power-cut
   arm64-console arm64-virtio-serial arm64-tcp-virtio-net arm64-ext4-modules ppc64le-console armv7-console)
 optional_cases=" ppc64le-console armv7-console "
 
@@ -50,12 +50,18 @@ probe_for() {
     *) echo "no linker known for $target" >&2; return 1 ;;
   esac
   if [ ! -x "$out" ] || [ "$here/probe-init/src/main.rs" -nt "$out" ]; then
-    command -v "$linker" >/dev/null || { echo "$linker not installed" >&2; return 1; }
+    [ "$linker" = rust-lld ] || command -v "$linker" >/dev/null || { echo "$linker not installed" >&2; return 1; }
     rustup target list --installed 2>/dev/null | grep -qx "$target" || { echo "rust target $target not installed" >&2; return 1; }
     (cd "$here/probe-init" && RUSTFLAGS="-C linker=$linker -C target-feature=+crt-static" \
       cargo build -q --release --target "$target") >&2 || return 1
   fi
   echo "$out"
+}
+
+# Sets the caller's $k (kernel folder) and $p (probe) for x86_64; skips without a kernel.
+x86_prep() {
+  k=$(kernel_dir x86_64) || { skip "$k"; return 1; }
+  p=$(probe_for x86_64-unknown-linux-musl) || { fail "cannot build the x86_64 probe"; return 1; }
 }
 
 # root folder with the probe as /init and the device/mount points.
@@ -170,7 +176,7 @@ qemu_x86() { echo qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -mo
 
 # ---------------------------------------------------------------- cases
 case_initramfs-serial() {
-  local k p; k=$(kernel_dir x86_64) && p=$(probe_for x86_64-unknown-linux-musl) || { skip "$k"; return; }
+  local k p; x86_prep || return
   make_root "$dir/root" "$p"; make_cpio "$dir/root" "$dir/init.cpio.gz"
   local t0; t0=$(now)
   start_qemu $(qemu_x86) -kernel "$k/vmlinuz" -initrd "$dir/init.cpio.gz" \
@@ -183,7 +189,7 @@ case_initramfs-serial() {
 
 # QEMU listens on a unix socket (server=on,wait=off); the host connects as soon as it exists.
 case_initramfs-socket-server() {
-  local k p; k=$(kernel_dir x86_64) && p=$(probe_for x86_64-unknown-linux-musl) || { skip "$k"; return; }
+  local k p; x86_prep || return
   need python3 >/dev/null || { skip "python3"; return; }
   make_root "$dir/root" "$p"; make_cpio "$dir/root" "$dir/init.cpio.gz"
   local t0; t0=$(now)
@@ -210,7 +216,7 @@ PY
 
 # The host listens first; QEMU connects to it as a client (no race, no polling).
 case_initramfs-socket-client() {
-  local k p; k=$(kernel_dir x86_64) && p=$(probe_for x86_64-unknown-linux-musl) || { skip "$k"; return; }
+  local k p; x86_prep || return
   need python3 >/dev/null || { skip "python3"; return; }
   make_root "$dir/root" "$p"; make_cpio "$dir/root" "$dir/init.cpio.gz"
   host_listener unix "$dir/ch.sock" "$dir/channel.out"
@@ -227,7 +233,7 @@ case_initramfs-socket-client() {
 make_ext4() { mke2fs -q -F -t ext4 -d "$1" "$2" "${3:-64M}" || return 1; }
 
 case_ext4-console() {
-  local k p; k=$(kernel_dir x86_64) && p=$(probe_for x86_64-unknown-linux-musl) || { skip "$k"; return; }
+  local k p; x86_prep || return
   need mke2fs >/dev/null || { skip "mke2fs"; return; }
   make_root "$dir/root" "$p"; make_ext4 "$dir/root" "$dir/root.img" || { fail "mke2fs"; return; }
   local t0; t0=$(now)
@@ -242,7 +248,7 @@ case_ext4-console() {
 }
 
 tcp_case() {
-  local nic="$1" guest_addr="$2" k p; k=$(kernel_dir x86_64) && p=$(probe_for x86_64-unknown-linux-musl) || { skip "$k"; return; }
+  local nic="$1" guest_addr="$2" k p; x86_prep || return
   need python3 >/dev/null || { skip "python3"; return; }
   make_root "$dir/root" "$p"
   local mods port; mods=$(add_modules "$dir/root" "$k" kernel/drivers/net/ethernet/intel/e1000/e1000.ko)
@@ -264,22 +270,11 @@ case_tcp-e1000() { tcp_case "user,id=n0" 10.0.2.2; }
 # pass, and a guestfwd cannot use 10.0.2.2 itself, so it takes another address.
 case_tcp-restrict-guestfwd() { tcp_case "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:PORT-tcp:127.0.0.1:PORT" 10.0.2.100; }
 
-# ---- NFS root served by nfs-ganesha (user space) on loopback, mounted by Debian's initrd.
-# Its klibc nfsmount speaks NFSv2/v3 only and has no port=/mountport= options: it always
-# asks the portmapper at SERVER:111 (through user-mode networking: the host's 127.0.0.1:111),
-# so rpcbind must run on the host and ganesha must register with it.
-case_nfs-root() {
-  local k p; k=$(kernel_dir x86_64) && p=$(probe_for x86_64-unknown-linux-musl) || { skip "$k"; return; }
-  local g; g=$(need ganesha.nfsd rpcbind rpcinfo) || { skip "$g"; return; }
-  local rpcpid=""
-  if ! rpcinfo -p 127.0.0.1 >/dev/null 2>&1; then
-    mkdir -p /run/rpcbind
-    rpcbind -f -w >"$dir/rpcbind.out" 2>&1 &   # (-h 127.0.0.1 aborts with a double free in 1.2.6)
-    rpcpid=$!
-    local j; for j in $(seq 50); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done
-  fi
-  local export="$dir/export"; make_root "$export" "$p"
-  local nport mport; nport=$(free_port); mport=$(free_port)
+# nfs-ganesha serving folder $1 on 127.0.0.1:$nport (NFSv3 mountd on $mport, NFSv4 pseudo
+# path /export), no privileged-port check (user-mode networking maps the guest's source
+# port to an ordinary host port). Sets $gpid, $nport, $mport.
+start_ganesha() {
+  nport=$(free_port); mport=$(free_port)
   mkdir -p "$dir/ganesha"
   cat > "$dir/ganesha/ganesha.conf" <<CONF
 NFS_CORE_PARAM {
@@ -289,12 +284,12 @@ NFS_CORE_PARAM {
   Protocols = 3, 4;
   Enable_NLM = false;
   Enable_RQUOTA = false;
-  Register_With_Rpcbind = true;
+  Register_With_Rpcbind = ${2:-true};
 }
 NFSV4 { Graceless = true; }
 EXPORT {
   Export_Id = 1;
-  Path = "$export";
+  Path = "$1";
   Pseudo = "/export";
   Protocols = 3, 4;
   Transports = TCP;
@@ -308,8 +303,27 @@ LOG { Default_Log_Level = EVENT; }
 CONF
   ganesha.nfsd -F -L "$dir/ganesha/ganesha.log" -f "$dir/ganesha/ganesha.conf" -p "$dir/ganesha/pid" \
     >"$dir/ganesha/stdout" 2>&1 &
-  local gpid=$!
-  local i; for i in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$nport),0.2)" 2>/dev/null && break; sleep 0.1; done
+  gpid=$!
+  local i; for i in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$nport),0.2)" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+
+# ---- NFS root served by nfs-ganesha (user space) on loopback, mounted by Debian's initrd.
+# Its klibc nfsmount speaks NFSv2/v3 only and has no port=/mountport= options: it always
+# asks the portmapper at SERVER:111 (through user-mode networking: the host's 127.0.0.1:111),
+# so rpcbind must run on the host and ganesha must register with it.
+case_nfs-root() {
+  local k p; x86_prep || return
+  local g; g=$(need ganesha.nfsd rpcbind rpcinfo) || { skip "$g"; return; }
+  local rpcpid=""
+  if ! rpcinfo -p 127.0.0.1 >/dev/null 2>&1; then
+    mkdir -p /run/rpcbind
+    rpcbind -f -w >"$dir/rpcbind.out" 2>&1 &   # (-h 127.0.0.1 aborts with a double free in 1.2.6)
+    rpcpid=$!
+    local j; for j in $(seq 50); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+  local export="$dir/export"; make_root "$export" "$p"
+  start_ganesha "$export" || { fail "ganesha did not start: $(tail -n 3 "$dir/ganesha/ganesha.log")"; return; }
   local t0; t0=$(now)
   start_qemu $(qemu_x86) -kernel "$k/vmlinuz" -initrd "$k/initrd.img" -netdev user,id=n0 -device e1000,netdev=n0,romfile= \
     -append "console=ttyS0 root=/dev/nfs nfsroot=10.0.2.2:$export,${NFS_OPTS:-tcp,v3} ip=${NFS_IP:-10.0.2.15::10.0.2.2:255.255.255.0:::off} rw init=/init panic=-1 probe.out=dev:/dev/ttyS0,file:/nfs-marker probe.tag=$case" \
@@ -323,9 +337,45 @@ CONF
   pass "wall $(since "$t0") s"
 }
 
+# ---- NFSv4 mounted by the init itself (no rpcbind, one TCP port): e1000 + nfsv4 modules
+case_nfs4-own-mount() {
+  local k p; x86_prep || return
+  local g; g=$(need ganesha.nfsd) || { skip "$g"; return; }
+  make_root "$dir/root" "$p"
+  local mods; mods=$(add_modules "$dir/root" "$k" $(mod_order "$k" e1000 nfsv4))
+  make_cpio "$dir/root" "$dir/init.cpio.gz"
+  local export="$dir/export"; mkdir -p "$export"
+  start_ganesha "$export" false || { fail "ganesha did not start: $(tail -n 3 "$dir/ganesha/ganesha.log")"; return; }
+  local t0; t0=$(now)
+  start_qemu $(qemu_x86) -kernel "$k/vmlinuz" -initrd "$dir/init.cpio.gz" -netdev user,id=n0 -device e1000,netdev=n0,romfile= \
+    -append "console=ttyS0 panic=-1 quiet probe.mods=$mods probe.net=eth0/10.0.2.15/24 probe.mount=nfs4|10.0.2.2:/export|/mnt|vers=4.1,proto=tcp,port=$nport,addr=10.0.2.2,clientaddr=10.0.2.15,sec=sys probe.out=file:/mnt/marker probe.tag=$case" \
+    -serial "file:$dir/console.out"
+  wait_qemu; local rc=$?
+  kill "$gpid" 2>/dev/null; wait "$gpid" 2>/dev/null
+  [ $rc -eq 0 ] || { fail "$err"; return; }
+  e=$(expect_in "$export/marker" "PROBE DONE") || { fail "marker not written through NFSv4: $e"; return; }
+  pass "wall $(since "$t0") s, $(grep -a 'PROBE MOUNT' "$dir/console.out" | head -n1 | tr -d '\r' | cut -c1-60)..."
+}
+
+# ---- x86_64 second channel over virtio-serial (virtio_pci + virtio_console)
+case_initramfs-virtio-serial() {
+  local k p; x86_prep || return
+  make_root "$dir/root" "$p"
+  local mods; mods=$(add_modules "$dir/root" "$k" $(mod_order "$k" virtio_pci virtio_console))
+  make_cpio "$dir/root" "$dir/init.cpio.gz"
+  local t0; t0=$(now)
+  start_qemu $(qemu_x86) -kernel "$k/vmlinuz" -initrd "$dir/init.cpio.gz" \
+    -append "console=ttyS0 panic=-1 quiet probe.mods=$mods probe.out=dev:/dev/vport0p1 probe.tag=$case" \
+    -serial "file:$dir/console.out" \
+    -device virtio-serial-pci -chardev "file,id=ch0,path=$dir/channel.out" -device virtserialport,chardev=ch0,name=stagehand.0
+  wait_qemu || { fail "$err"; return; }
+  e=$(expect_in "$dir/channel.out" "PROBE DONE") || { fail "$e"; return; }
+  pass "wall $(since "$t0") s"
+}
+
 # ---- boot from a host folder over 9p (virtio): the probe mounts it and writes into it
 case_9p-folder() {
-  local k p; k=$(kernel_dir x86_64) && p=$(probe_for x86_64-unknown-linux-musl) || { skip "$k"; return; }
+  local k p; x86_prep || return
   make_root "$dir/root" "$p"
   local mods; mods=$(add_modules "$dir/root" "$k" $(mod_order "$k" virtio_pci 9pnet_virtio 9p))
   make_cpio "$dir/root" "$dir/init.cpio.gz"
@@ -333,7 +383,7 @@ case_9p-folder() {
   local t0; t0=$(now)
   start_qemu $(qemu_x86) -kernel "$k/vmlinuz" -initrd "$dir/init.cpio.gz" \
     -virtfs "local,path=$dir/host-folder,mount_tag=hostfolder,security_model=none,id=hostfolder" \
-    -append "console=ttyS0 panic=-1 quiet probe.mods=$mods probe.mount=9p:hostfolder:/mnt:trans=virtio,version=9p2000.L,msize=262144 probe.out=file:/mnt/marker probe.tag=$case" \
+    -append "console=ttyS0 panic=-1 quiet probe.mods=$mods probe.mount=9p|hostfolder|/mnt|trans=virtio,version=9p2000.L,msize=262144 probe.out=file:/mnt/marker probe.tag=$case" \
     -serial "file:$dir/console.out"
   wait_qemu || { fail "$err"; return; }
   e=$(expect_in "$dir/host-folder/marker" "PROBE DONE") || { fail "$e"; return; }
@@ -342,7 +392,7 @@ case_9p-folder() {
 
 # ---- power cut: SIGKILL QEMU after the probe fsynced a file; the next boot finds it
 case_power-cut() {
-  local k p; k=$(kernel_dir x86_64) && p=$(probe_for x86_64-unknown-linux-musl) || { skip "$k"; return; }
+  local k p; x86_prep || return
   make_root "$dir/root" "$p"; make_ext4 "$dir/root" "$dir/root.img" || { fail "mke2fs"; return; }
   local args=(-kernel "$k/vmlinuz" -initrd "$k/initrd.img" -drive "file=$dir/root.img,format=raw,if=virtio"
     -append "console=ttyS0 root=/dev/vda rw init=/init panic=-1 probe.persist=/marker probe.tag=$case")
@@ -419,7 +469,7 @@ case_arm64-ext4-modules() {
   local t0; t0=$(now)
   start_qemu $(qemu_arm64) -kernel "$A_K/vmlinuz" -initrd "$dir/init.cpio.gz" \
     -drive "file=$dir/disk.img,format=raw,if=none,id=d0" -device virtio-blk-device,drive=d0 \
-    -append "console=ttyAMA0 panic=-1 quiet probe.mods=$mods probe.mount=ext4:/dev/vda:/mnt probe.out=dev:/dev/ttyAMA0,file:/mnt/marker probe.tag=$case" \
+    -append "console=ttyAMA0 panic=-1 quiet probe.mods=$mods probe.mount=ext4|/dev/vda|/mnt probe.out=dev:/dev/ttyAMA0,file:/mnt/marker probe.tag=$case" \
     -serial "file:$dir/console.out"
   wait_qemu || { fail "$err"; return; }
   debugfs -R 'cat /marker' "$dir/disk.img" 2>/dev/null >"$dir/marker" 

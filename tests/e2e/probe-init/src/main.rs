@@ -2,8 +2,8 @@
 //!
 //! Settings come from the kernel command line (read from /proc/cmdline):
 //!   probe.mods=/a.ko:/b.ko         load these modules in order with finit_module
-//!   probe.mount=FS:SRC:DIR[:OPTS]  mount a filesystem (after the modules), e.g.
-//!                                  9p:root:/mnt:trans=virtio,version=9p2000.L
+//!   probe.mount=FS|SRC|DIR[|OPTS]  mount a filesystem (after the modules and network), e.g.
+//!                                  9p|root|/mnt|trans=virtio,version=9p2000.L
 //!   probe.net=eth0/10.0.2.15/24    configure an interface with ioctls (needs its driver)
 //!   probe.out=KIND:WHERE           where the marker goes, repeatable with commas:
 //!                                  dev:/dev/ttyS1   tcp:10.0.2.2:5555   file:/path
@@ -46,11 +46,11 @@ fn main() {
             report.push(format!("PROBE MOD {} {}", m, load_module(m)));
         }
     }
-    if let Some(spec) = param("probe.mount") {
-        report.push(format!("PROBE MOUNT {} {}", spec, mount_spec(&spec)));
-    }
     if let Some(net) = param("probe.net") {
         report.push(format!("PROBE NET {} {}", net, configure_net(&net)));
+    }
+    if let Some(spec) = param("probe.mount") {
+        report.push(format!("PROBE MOUNT {} {}", spec, mount_spec(&spec)));
     }
     if let Some(path) = param("probe.persist") {
         match fs::read_to_string(&path) {
@@ -91,7 +91,7 @@ fn mount(src: &str, target: &str, fstype: &str) {
 }
 
 fn mount_spec(spec: &str) -> String {
-    let mut parts = spec.splitn(4, ':');
+    let mut parts = spec.splitn(4, '|');
     let (Some(fs), Some(src), Some(dir)) = (parts.next(), parts.next(), parts.next()) else {
         return "bad-spec".into();
     };

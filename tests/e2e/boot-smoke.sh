@@ -276,8 +276,12 @@ case_tcp-restrict-guestfwd() { tcp_case "user,id=n0,restrict=on,guestfwd=tcp:10.
 
 # nfs-ganesha serving folder $1 on 127.0.0.1:$nport (NFSv3 mountd on $mport, NFSv4 pseudo
 # path /export), no privileged-port check (user-mode networking maps the guest's source
-# port to an ordinary host port). Sets $gpid, $nport, $mport.
+# port to an ordinary host port). $2 = v3 (NFSv3 + v4, registers with rpcbind, which must
+# run) or v4 (NFSv4 over TCP only: no rpcbind needed; ganesha 4.3 fails to start without
+# rpcbind when v3 or UDP is on, whatever Register_With_Rpcbind says). Sets $gpid, $nport, $mport.
 start_ganesha() {
+  local protocols="3, 4" udp=true rpcbind=true
+  [ "${2:-v3}" = v3 ] || { protocols=4; udp=false; rpcbind=false; }
   nport=$(free_port); mport=$(free_port)
   mkdir -p "$dir/ganesha"
   cat > "$dir/ganesha/ganesha.conf" <<CONF
@@ -285,17 +289,18 @@ NFS_CORE_PARAM {
   Bind_addr = 127.0.0.1;
   NFS_Port = $nport;
   MNT_Port = $mport;
-  Protocols = 3, 4;
+  Protocols = $protocols;
+  Enable_UDP = $udp;
   Enable_NLM = false;
   Enable_RQUOTA = false;
-  Register_With_Rpcbind = ${2:-true};
+  Register_With_Rpcbind = $rpcbind;
 }
 NFSV4 { Graceless = true; }
 EXPORT {
   Export_Id = 1;
   Path = "$1";
   Pseudo = "/export";
-  Protocols = 3, 4;
+  Protocols = $protocols;
   Transports = TCP;
   Access_Type = RW;
   Squash = No_Root_Squash;
@@ -308,8 +313,8 @@ CONF
   ganesha.nfsd -F -L "$dir/ganesha/ganesha.log" -f "$dir/ganesha/ganesha.conf" -p "$dir/ganesha/pid" \
     >"$dir/ganesha/stdout" 2>&1 &
   gpid=$!
-  local i; for i in $(seq 100); do python3 -c "import socket; socket.create_connection(('127.0.0.1',$nport),0.2)" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
+  local i; for i in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$nport") 2>/dev/null && return 0; sleep 0.1; done
+  kill "$gpid" 2>/dev/null; return 1
 }
 
 # ---- NFS root served by nfs-ganesha (user space) on loopback, mounted by Debian's initrd.
@@ -327,7 +332,7 @@ case_nfs-root() {
     local j; for j in $(seq 50); do rpcinfo -p 127.0.0.1 >/dev/null 2>&1 && break; sleep 0.1; done
   fi
   local export="$dir/export"; make_root "$export" "$p"
-  start_ganesha "$export" || { fail "ganesha did not start: $(tail -n 3 "$dir/ganesha/ganesha.log")"; return; }
+  start_ganesha "$export" v3 || { fail "ganesha did not start: $(grep -E 'FATAL|MAJ' "$dir/ganesha/ganesha.log" | tail -n 3)"; return; }
   local t0; t0=$(now)
   start_qemu $(qemu_x86) -kernel "$k/vmlinuz" -initrd "$k/initrd.img" -netdev user,id=n0 -device e1000,netdev=n0,romfile= \
     -append "console=ttyS0 root=/dev/nfs nfsroot=10.0.2.2:$export,${NFS_OPTS:-tcp,v3} ip=${NFS_IP:-10.0.2.15::10.0.2.2:255.255.255.0:::off} rw init=/init panic=-1 probe.out=dev:/dev/ttyS0,file:/nfs-marker probe.tag=$case" \
@@ -349,7 +354,7 @@ case_nfs4-own-mount() {
   local mods; mods=$(add_modules "$dir/root" "$k" $(mod_order "$k" e1000 nfsv4))
   make_cpio "$dir/root" "$dir/init.cpio.gz"
   local export="$dir/export"; mkdir -p "$export"
-  start_ganesha "$export" false || { fail "ganesha did not start: $(tail -n 3 "$dir/ganesha/ganesha.log")"; return; }
+  start_ganesha "$export" v4 || { fail "ganesha did not start: $(grep -E 'FATAL|MAJ' "$dir/ganesha/ganesha.log" | tail -n 3)"; return; }
   local t0; t0=$(now)
   start_qemu $(qemu_x86) -kernel "$k/vmlinuz" -initrd "$dir/init.cpio.gz" -netdev user,id=n0 -device e1000,netdev=n0,romfile= \
     -append "console=ttyS0 panic=-1 quiet probe.mods=$mods probe.net=eth0/10.0.2.15/24 probe.mount=nfs4|10.0.2.2:/export|/mnt|vers=4.1,proto=tcp,port=$nport,addr=10.0.2.2,clientaddr=10.0.2.15,sec=sys probe.out=file:/mnt/marker probe.tag=$case" \

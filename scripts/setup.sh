@@ -29,6 +29,8 @@ debian_packages=(
   debootstrap buildstream bubblewrap
   # peers for tests and benchmarks
   lrzsz pigz netcat-openbsd iproute2 util-linux
+  # end-to-end boot paths: user-space NFS server, more QEMU targets, host-side helpers
+  nfs-ganesha nfs-ganesha-vfs qemu-system-ppc kmod python3
 )
 rust_targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-musl)
 
@@ -64,5 +66,9 @@ installed_targets=$(rustup target list --installed)
 for t in "${rust_targets[@]}"; do
   grep -qx "$t" <<<"$installed_targets" || rustup target add "$t"
 done
+
+# Kernels for the boot tests, in the cache: x86_64 from the package above, aarch64
+# downloaded (private apt configuration; the host's dpkg architectures stay as they are).
+"$(dirname "$0")/kernels.sh" x86_64 aarch64
 
 echo "setup: done"

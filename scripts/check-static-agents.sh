@@ -59,8 +59,8 @@ for arch in "${arches[@]}"; do
   grep -q "$machine" <<<"$desc" || problems+=("not $machine")
   grep -Eq 'statically linked|static-pie linked' <<<"$desc" || problems+=("not statically linked")
   if [ "$run" -eq 1 ] && [ ${#problems[@]} -eq 0 ]; then
-    if [ -n "$qemu" ]; then "$qemu" "$out" >/dev/null 2>&1 || problems+=("does not run under $qemu")
-    else "$out" >/dev/null 2>&1 || problems+=("does not run"); fi
+    if [ -n "$qemu" ]; then "$qemu" "$out" --version >/dev/null 2>&1 || problems+=("does not run under $qemu")
+    else "$out" --version >/dev/null 2>&1 || problems+=("does not run"); fi
   fi
   if [ ${#problems[@]} -gt 0 ]; then
     echo "FAIL $arch: ${problems[*]}: $desc" >&2; failed=1

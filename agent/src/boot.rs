@@ -153,6 +153,10 @@ impl Booter<'_> {
             self.step(name, StepStatus::Skipped, format!("{target} is already mounted ({t})"));
             return true;
         }
+        if self.holds_files_of_a_host(target) {
+            self.step(name, StepStatus::Skipped, format!("container mode: {target} is not empty: left as it is"));
+            return true;
+        }
         if let Err(e) = self.sys.mkdir_all(Path::new(target), 0o755) {
             if !self.sys.exists(Path::new(target)) {
                 let st = self.fail_status(essential);
@@ -175,6 +179,12 @@ impl Booter<'_> {
                 false
             }
         }
+    }
+
+    /// In container mode nothing is mounted over a folder that already has files: a
+    /// chroot's empty `/tmp` gets a tmpfs, a live system's `/tmp` or `/run` is left alone.
+    fn holds_files_of_a_host(&self, target: &str) -> bool {
+        !self.pid1 && self.sys.list_dir(Path::new(target)).is_ok_and(|entries| !entries.is_empty())
     }
 
     fn proc(&mut self) {
@@ -264,6 +274,10 @@ impl Booter<'_> {
     fn devpts(&mut self) {
         if self.mounted_type("/dev/pts").is_some() {
             self.step("devpts", StepStatus::Skipped, "/dev/pts is already mounted");
+            return;
+        }
+        if self.holds_files_of_a_host("/dev/pts") {
+            self.step("devpts", StepStatus::Skipped, "container mode: /dev/pts is not empty: left as it is");
             return;
         }
         let _ = self.sys.mkdir_all(Path::new("/dev/pts"), 0o755);
@@ -585,6 +599,19 @@ mod tests {
             ]
         );
         assert_eq!(r.steps.iter().filter(|s| s.status == StepStatus::Skipped).count(), 9, "{r:#?}");
+    }
+
+    #[test]
+    fn container_mode_never_mounts_over_a_live_systems_folders() {
+        let sys = RecordingSys::new();
+        sys.add_file("/proc/self/mountinfo", "1 0 0:1 / / rw - ext4 r rw\n2 1 0:2 / /proc rw - proc proc rw\n");
+        sys.add_file("/dev/null", "").add_file("/dev/pts/ptmx", "").add_file("/dev/shm/x", "");
+        sys.add_file("/tmp/a-users-file", "").add_file("/run/lock", "").add_file("/sys/kernel", "");
+        sys.set_interface("lo", 0x9, None);
+        let r = run(&sys, &opts(Mode::Container));
+        assert!(r.ok(), "{r:#?}");
+        let mounts: Vec<String> = sys.calls().into_iter().filter(|c| c.starts_with("mount")).collect();
+        assert!(mounts.is_empty(), "mounted over a live system: {mounts:?}");
     }
 
     #[test]

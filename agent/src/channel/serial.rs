@@ -31,6 +31,31 @@ fn open_rw(device: &Path) -> io::Result<File> {
     Ok(File::from(fd))
 }
 
+/// A device node under /dev can appear a moment after its driver is loaded (a virtio-serial
+/// port after virtio_console, a USB serial adapter): wait for it a little.
+const DEVICE_PATIENCE: Duration = Duration::from_secs(10);
+
+fn open_rw_waiting(device: &Path) -> io::Result<File> {
+    let start = std::time::Instant::now();
+    loop {
+        match open_rw(device) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && device.starts_with("/dev") && start.elapsed() < DEVICE_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A virtio-serial port (`/dev/vportNpM`): a two-way byte pipe, not a tty.
+fn is_virtio_port(device: &Path) -> bool {
+    let real = std::fs::canonicalize(device).unwrap_or_else(|_| device.to_path_buf());
+    real.file_name().is_some_and(|n| {
+        let n = n.to_string_lossy();
+        n.starts_with("vport") && Path::new("/sys/class/virtio-ports").join(&*n).exists()
+    })
+}
+
 fn not_a_tty(device: &Path, e: rustix::io::Errno) -> io::Error {
     let name = if e == rustix::io::Errno::NOTTY { "ENOTTY".to_string() } else { e.to_string() };
     io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a serial device (tcgetattr: {name})", device.display()))
@@ -39,8 +64,15 @@ fn not_a_tty(device: &Path, e: rustix::io::Errno) -> io::Error {
 impl TtyTransport {
     /// Open `device` as a serial line: raw, 8N1, `baud`, the given flow control.
     pub fn open_serial(device: &Path, baud: u32, flow: Flow, one_way: bool) -> io::Result<TtyTransport> {
-        let file = open_rw(device)?;
-        let original = termios::tcgetattr(&file).map_err(|e| not_a_tty(device, e))?;
+        let file = open_rw_waiting(device)?;
+        let original = match termios::tcgetattr(&file) {
+            Ok(t) => t,
+            Err(rustix::io::Errno::NOTTY) if is_virtio_port(device) => {
+                // No line settings to make: bytes pass as they are, both ways.
+                return Ok(TtyTransport { file, describe: format!("serial:{} (virtio port)", device.display()), baud: None, two_way: !one_way, original: None });
+            }
+            Err(e) => return Err(not_a_tty(device, e)),
+        };
         let mut t = original.clone();
         t.make_raw();
         t.control_modes -= ControlModes::CSIZE | ControlModes::CSTOPB | ControlModes::PARENB | ControlModes::CRTSCTS;

@@ -22,9 +22,17 @@ pub struct TtyTransport {
 }
 
 fn open_rw(device: &Path) -> io::Result<File> {
-    use rustix::fs::{fcntl_getfl, fcntl_setfl, open, Mode, OFlags};
-    let fd = open(device, OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("cannot open {}: {e}", device.display())))?;
+    open_rw_errno(device).map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("cannot open {}: {e}", device.display())))?
+}
+
+fn open_rw_errno(device: &Path) -> Result<io::Result<File>, rustix::io::Errno> {
+    use rustix::fs::{open, Mode, OFlags};
+    let fd = open(device, OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())?;
+    Ok(finish_open(fd))
+}
+
+fn finish_open(fd: std::os::fd::OwnedFd) -> io::Result<File> {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
     // Non-blocking only for the open itself (a modem line without carrier would block).
     let flags = fcntl_getfl(&fd)?;
     fcntl_setfl(&fd, flags - OFlags::NONBLOCK)?;
@@ -32,17 +40,20 @@ fn open_rw(device: &Path) -> io::Result<File> {
 }
 
 /// A device node under /dev can appear a moment after its driver is loaded (a virtio-serial
-/// port after virtio_console, a USB serial adapter): wait for it a little.
+/// port after virtio_console, a USB serial adapter), and open with ENXIO until the driver
+/// has finished setting it up: wait for it a little.
 const DEVICE_PATIENCE: Duration = Duration::from_secs(10);
 
 fn open_rw_waiting(device: &Path) -> io::Result<File> {
+    use rustix::io::Errno;
     let start = std::time::Instant::now();
     loop {
-        match open_rw(device) {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && device.starts_with("/dev") && start.elapsed() < DEVICE_PATIENCE => {
+        match open_rw_errno(device) {
+            Err(Errno::NOENT | Errno::NXIO | Errno::NODEV) if device.starts_with("/dev") && start.elapsed() < DEVICE_PATIENCE => {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            other => return other,
+            Err(e) => return Err(io::Error::new(io::Error::from(e).kind(), format!("cannot open {}: {e}", device.display()))),
+            Ok(file) => return file,
         }
     }
 }

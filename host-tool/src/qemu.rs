@@ -192,7 +192,7 @@ pub fn wiring(family: Family, channel: QemuChannel, console_log: &Path, sock: &P
             let (nic, modules): (&str, Vec<&'static str>) = match f {
                 Family::Pc => ("e1000,netdev=net0,romfile=", vec!["e1000"]),
                 Family::ArmVirt => ("virtio-net-device,netdev=net0", vec!["virtio_mmio", "virtio_net"]),
-                Family::Pseries => ("virtio-net-pci,netdev=net0,romfile=", vec!["virtio_pci", "virtio_net"]),
+                Family::Pseries => ("spapr-vlan,netdev=net0", vec!["ibmveth"]),
                 Family::Other => anyhow::bail!("--channel tcp is not wired for this machine yet: use --channel console"),
             };
             Wiring {
@@ -210,7 +210,7 @@ pub fn wiring(family: Family, channel: QemuChannel, console_log: &Path, sock: &P
 
 /// Every module a `stagehand qemu` wiring may ask the agent to load: what
 /// `stagehand image --kernel-modules` puts into an image by default.
-pub const WIRING_MODULES: &[&str] = &["virtio_mmio", "virtio_pci", "virtio_console", "virtio_net", "e1000", "virtio_blk", "ext4"];
+pub const WIRING_MODULES: &[&str] = &["virtio_mmio", "virtio_pci", "virtio_console", "virtio_net", "e1000", "ibmveth", "virtio_blk", "ext4"];
 
 /// The words the agent reads from the kernel command line for this wiring.
 pub fn agent_words(w: &Wiring) -> Vec<String> {
@@ -255,9 +255,13 @@ pub fn kernel_cache_name(arch: &str) -> Option<&'static str> {
 
 /// The cached Debian kernel for `arch`, or an error saying how to get one.
 pub fn cached_kernel(arch: &str) -> Result<CachedKernel> {
+    cached_kernel_in(&cache_dir(), arch)
+}
+
+pub fn cached_kernel_in(cache: &Path, arch: &str) -> Result<CachedKernel> {
     let name = kernel_cache_name(arch)
         .with_context(|| format!("no Debian kernel is known for {arch}: build one and pass --kernel"))?;
-    let dir = cache_dir().join("kernels").join(name);
+    let dir = cache.join("kernels").join(name);
     let version = std::fs::read_to_string(dir.join("version")).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
     let image = dir.join("vmlinuz");
     match version {
@@ -451,5 +455,62 @@ mod tests {
         let junk = d.path().join("junk");
         std::fs::write(&junk, b"hello").unwrap();
         assert!(image_kind(&junk).is_err());
+    }
+
+    #[test]
+    fn each_machine_gets_a_second_link_and_the_agent_is_told_what_to_load() {
+        let (log, sock) = (Path::new("/o/console.log"), Path::new("/o/ch.sock"));
+        let pc = wiring(Family::Pc, QemuChannel::Serial, log, sock, 7000).unwrap();
+        assert_eq!(pc.agent_channel, "serial:/dev/ttyS1,115200");
+        assert!(pc.modules.is_empty());
+        assert_eq!(pc.qemu_args.iter().filter(|a| *a == "-serial").count(), 2);
+        let arm = wiring(Family::ArmVirt, QemuChannel::Serial, log, sock, 7000).unwrap();
+        assert_eq!(arm.agent_channel, "serial:/dev/vport0p1");
+        assert_eq!(arm.modules, vec!["virtio_mmio", "virtio_console"]);
+        assert!(arm.qemu_args.contains(&"virtio-serial-device".to_string()));
+        assert!(arm.qemu_args.contains(&"virtserialport,chardev=channel,name=stagehand.0".to_string()));
+        assert_eq!(agent_words(&arm), vec!["stagehand.channel=serial:/dev/vport0p1", "stagehand.modules=virtio_mmio,virtio_console"]);
+        let ppc = wiring(Family::Pseries, QemuChannel::Serial, log, sock, 7000).unwrap();
+        assert_eq!(ppc.agent_channel, "serial:/dev/hvc1");
+        assert!(wiring(Family::Other, QemuChannel::Serial, log, sock, 7000).is_err());
+    }
+
+    #[test]
+    fn tcp_wiring_names_the_port_the_nic_and_a_static_address() {
+        let (log, sock) = (Path::new("/o/console.log"), Path::new("/o/ch.sock"));
+        let pc = wiring(Family::Pc, QemuChannel::Tcp, log, sock, 41234).unwrap();
+        assert_eq!(pc.agent_channel, "tcp:10.0.2.2:41234");
+        assert_eq!(pc.modules, vec!["e1000"]);
+        assert!(pc.qemu_args.contains(&"e1000,netdev=net0,romfile=".to_string()));
+        assert_eq!(pc.ip.as_deref(), Some("10.0.2.15::10.0.2.2:255.255.255.0:::off"));
+        let arm = wiring(Family::ArmVirt, QemuChannel::Tcp, log, sock, 1).unwrap();
+        assert_eq!(arm.modules, vec!["virtio_mmio", "virtio_net"]);
+        for f in [Family::Pc, Family::ArmVirt, Family::Pseries] {
+            let w = wiring(f, QemuChannel::Tcp, log, sock, 1).unwrap();
+            assert!(w.modules.iter().all(|m| WIRING_MODULES.contains(m)), "{f:?}: {:?} not all copied by image --kernel-modules", w.modules);
+            let c = wiring(f, QemuChannel::Console, log, sock, 1).unwrap();
+            assert_eq!(c.agent_channel, "console");
+        }
+    }
+
+    #[test]
+    fn kernels_are_found_in_the_cache_or_the_script_is_named() {
+        assert_eq!(kernel_cache_name("armv8l64"), Some("aarch64"));
+        assert_eq!(kernel_cache_name("ppc64l"), Some("ppc64le"));
+        assert_eq!(kernel_cache_name("armv7lhf"), Some("armv7"));
+        assert_eq!(kernel_cache_name("ppc64b"), None);
+        let e = cached_kernel("ppc64b").unwrap_err().to_string();
+        assert!(e.contains("--kernel"), "{e}");
+        let d = tempfile::tempdir().unwrap();
+        let e = cached_kernel_in(d.path(), "armv8l64").unwrap_err().to_string();
+        assert!(e.contains("scripts/kernels.sh aarch64"), "{e}");
+        let k = d.path().join("kernels/aarch64");
+        std::fs::create_dir_all(k.join("modules/6.1.0-9-arm64")).unwrap();
+        std::fs::write(k.join("vmlinuz"), b"k").unwrap();
+        std::fs::write(k.join("version"), b"6.1.0-9-arm64\n").unwrap();
+        let c = cached_kernel_in(d.path(), "armv8l64").unwrap();
+        assert_eq!(c.version, "6.1.0-9-arm64");
+        assert_eq!(c.modules, k.join("modules/6.1.0-9-arm64"));
+        assert!(c.initrd.is_none());
     }
 }

@@ -142,6 +142,8 @@ pub struct Wiring {
     pub modules: Vec<&'static str>,
     /// Static IPv4 set-up for the agent, kernel `ip=` syntax.
     pub ip: Option<String>,
+    /// Further kernel command line words the wiring needs.
+    pub kernel_args: Vec<String>,
 }
 
 /// The guest address under QEMU's user-mode network, and the host's alias seen from it.
@@ -159,9 +161,14 @@ pub fn wiring(family: Family, channel: QemuChannel, console_log: &Path, sock: &P
     let console_to_file = vec!["-serial".to_string(), format!("file:{}", console_log.display())];
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     Ok(match (channel, family) {
-        (QemuChannel::Console, _) => Wiring {
+        (QemuChannel::Console, f) => Wiring {
             qemu_args: vec!["-chardev".into(), socket_chardev(sock), "-serial".into(), "chardev:channel".into()],
             agent_channel: "console".into(),
+            // The hvc console driver treats ^O (0x0f) from the host as a SysRq prefix and the
+            // next byte as the command (`o`: power off): the host's acknowledgements are
+            // binary. With SysRq off the byte after a 0x0f is still dropped, which the
+            // protocol's checksums and retransmission absorb.
+            kernel_args: if f == Family::Pseries { vec!["sysctl.kernel.sysrq=0".into()] } else { vec![] },
             ..Wiring::default()
         },
         (QemuChannel::Serial, Family::Pc) => Wiring {
@@ -180,7 +187,7 @@ pub fn wiring(family: Family, channel: QemuChannel, console_log: &Path, sock: &P
             .concat(),
             agent_channel: "serial:/dev/vport0p1".into(),
             modules: vec!["virtio_mmio", "virtio_console"],
-            ip: None,
+            ..Wiring::default()
         },
         // Each further -serial on pseries is another spapr-vty: hvc1.
         (QemuChannel::Serial, Family::Pseries) => Wiring {
@@ -200,6 +207,7 @@ pub fn wiring(family: Family, channel: QemuChannel, console_log: &Path, sock: &P
                 agent_channel: format!("tcp:{HOST_ALIAS}:{port}"),
                 modules,
                 ip: Some(format!("{GUEST_IP}::{HOST_ALIAS}:255.255.255.0:::off")),
+                kernel_args: vec![],
             }
         }
         (QemuChannel::Serial, Family::Other) => {
@@ -221,6 +229,7 @@ pub fn agent_words(w: &Wiring) -> Vec<String> {
     if let Some(ip) = &w.ip {
         words.push(format!("stagehand.ip={ip}"));
     }
+    words.extend(w.kernel_args.iter().cloned());
     words
 }
 

@@ -89,6 +89,9 @@ pub fn busybox(c: &Cross) -> PathBuf {
     if c.deb_arch == "amd64" {
         return PathBuf::from("/bin/busybox");
     }
+    // Scenarios run in parallel threads: one download at a time.
+    static DOWNLOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = DOWNLOAD.lock().unwrap_or_else(|p| p.into_inner());
     let dir = cache_dir().join("busybox").join(c.deb_arch);
     let bin = dir.join("bin/busybox");
     if bin.is_file() {

@@ -218,7 +218,7 @@ pub fn wiring(family: Family, channel: QemuChannel, console_log: &Path, sock: &P
 
 /// Every module a `stagehand qemu` wiring may ask the agent to load: what
 /// `stagehand image --kernel-modules` puts into an image by default.
-pub const WIRING_MODULES: &[&str] = &["virtio_mmio", "virtio_pci", "virtio_console", "virtio_net", "e1000", "ibmveth", "virtio_blk", "ext4"];
+pub const WIRING_MODULES: &[&str] = &["virtio_mmio", "virtio_pci", "virtio_console", "virtio_net", "e1000", "ibmveth", "virtio_blk", "crc32c_generic", "ext4"];
 
 /// The words the agent reads from the kernel command line for this wiring.
 pub fn agent_words(w: &Wiring) -> Vec<String> {

@@ -192,6 +192,19 @@ pub fn boot_and_collect(c: &Cross, image: &Path, channel: &str, out: &Path, extr
 /// sha256 (recomputed by sha256sum) matches the report, its `.sha256` and `sysroot.bst`,
 /// and the marks the bundle made on the target.
 pub fn verify_run(c: &Cross, out: &Path) {
+    verify_transfer(c, out, &["probe", "hello"]);
+    let tarball = out.join("sysroot.tar.gz");
+    let listing = tar_listing(&tarball);
+    for m in [MARK_UNAME, MARK_HELLO] {
+        assert!(listing.lines().any(|l| l == format!("./{m}")), "{m} not in the tarball:\n{listing}");
+    }
+    let hello = tar_file(&tarball, MARK_HELLO);
+    assert_eq!(hello, format!("{HELLO_TEXT}\n{}\n", c.uname_m), "the bundle did not run on a {} machine", c.uname_m);
+}
+
+/// The report and the verified tarball of a successful run whose modules are `modules`;
+/// returns report.json.
+pub fn verify_transfer(c: &Cross, out: &Path, module_names: &[&str]) -> serde_json::Value {
     let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json")).expect("report.json is JSON");
     assert_eq!(report["outcome"], "success", "report.json: {report}");
     assert_eq!(report["target"], c.target);
@@ -209,18 +222,24 @@ pub fn verify_run(c: &Cross, out: &Path) {
     assert!(bst.contains(&format!("ref: {sum}")), "sysroot.bst: {bst}");
     assert_eq!(report["sysroot"]["size"], std::fs::metadata(&tarball).unwrap().len());
     let modules = report["modules"].as_array().expect("modules in report.json");
-    assert_eq!(modules.len(), 2);
+    let names: Vec<&str> = modules.iter().filter_map(|m| m["name"].as_str()).collect();
+    assert_eq!(names, module_names);
     assert!(modules.iter().all(|m| m["status"] == "success" && m["exit_code"] == 0), "modules: {modules:?}");
-    let listing = String::from_utf8_lossy(&run(Command::new("tar").arg("-tzf").arg(&tarball)).stdout).to_string();
-    for m in [MARK_UNAME, MARK_HELLO] {
-        assert!(listing.lines().any(|l| l == format!("./{m}")), "{m} not in the tarball:\n{listing}");
+    for (i, m) in modules.iter().enumerate() {
+        let log = out.join(m["log"].as_str().unwrap_or_default());
+        assert!(std::fs::metadata(&log).is_ok_and(|l| l.len() > 0), "log of module {i} ({}) is empty or missing", log.display());
     }
-    let hello = String::from_utf8_lossy(&run(Command::new("tar").arg("-xzOf").arg(&tarball).arg(format!("./{MARK_HELLO}"))).stdout).to_string();
-    assert_eq!(hello, format!("{HELLO_TEXT}\n{}\n", c.uname_m), "the bundle did not run on a {} machine", c.uname_m);
-    for (i, name) in ["probe", "hello"].iter().enumerate() {
-        let log = std::fs::read_to_string(out.join(format!("logs/{:02}-{name}.log", i + 1))).unwrap_or_default();
-        assert!(!log.is_empty(), "logs/{:02}-{name}.log is empty", i + 1);
-    }
+    report
+}
+
+/// `tar -tzf`.
+pub fn tar_listing(tarball: &Path) -> String {
+    String::from_utf8_lossy(&run(Command::new("tar").arg("-tzf").arg(tarball)).stdout).to_string()
+}
+
+/// One file of the tarball (`path` without the leading `./`).
+pub fn tar_file(tarball: &Path, path: &str) -> String {
+    String::from_utf8_lossy(&run(Command::new("tar").arg("-xzOf").arg(tarball).arg(format!("./{path}"))).stdout).to_string()
 }
 
 /// A scratch folder that stays (under target/) when the test fails, for its logs.

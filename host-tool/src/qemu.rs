@@ -294,20 +294,26 @@ impl QemuCmd {
         let qemu_bin = crate::util::which(&arch.qemu_binary)
             .with_context(|| format!("{} is not installed (Debian package {})", arch.qemu_binary, arch.target.qemu.debian_package))?;
         let host_is_x86_64 = std::env::consts::ARCH == "x86_64";
+        let mut cached = None;
         let (kernel, default_initrd) = match &self.kernel {
             Some(k) => (k.clone(), None),
             None if arch.name == "x86_64" && host_is_x86_64 => match debian_kernel() {
                 Some(k) => k,
                 None => {
                     let c = cached_kernel(&arch.name).context("no kernel in /boot either: apt-get install linux-image-amd64, or pass --kernel")?;
+                    cached = Some(c.clone());
                     (c.image, c.initrd)
                 }
             },
             None => {
                 let c = cached_kernel(&arch.name)?;
+                cached = Some(c.clone());
                 (c.image, c.initrd)
             }
         };
+        if let Some(c) = &cached {
+            eprintln!("stagehand: kernel {} from {}", c.version, c.image.display());
+        }
         if !kernel.is_file() {
             anyhow::bail!("kernel {} does not exist", kernel.display());
         }
@@ -332,6 +338,13 @@ impl QemuCmd {
         };
         let port = listener.as_ref().and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(self.port);
         let wired = wiring(fam, self.channel, &self.out.join("console.log"), &sock, port)?;
+        if !wired.modules.is_empty() {
+            let from = cached.as_ref().map(|c| c.modules.display().to_string()).unwrap_or_else(|| "KERNEL/modules/VERSION".into());
+            eprintln!(
+                "stagehand: the agent loads {} for this channel: the image must carry them (stagehand image --kernel-modules {from})",
+                wired.modules.join(" ")
+            );
+        }
 
         let console = arch.console.clone();
         let mut append = match kind {

@@ -165,6 +165,9 @@ pub fn make_image(c: &Cross, work: &Path, channel: &str) -> PathBuf {
     stage3_bundle(&bundle);
     let image = work.join("image.cpio.gz");
     let modules = kernel_modules(c).expect("checked by ready()");
+    // `stagehand image` builds the agent when it is stale: one build (and copy) at a time.
+    static IMAGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = IMAGE.lock().unwrap_or_else(|p| p.into_inner());
     run(Command::new(stagehand())
         .args(["image", "--target", c.target, "--format", "cpio", "--compress", "--force", "--channel", channel])
         .arg("--sysroot").arg(&stage2)

@@ -24,10 +24,38 @@ pub struct Cross {
     pub qemu_system: &'static str,
 }
 
-pub const ARMV8L64: Cross = Cross { target: "armv8l64", kernel: "aarch64", deb_arch: "arm64", uname_m: "aarch64", qemu_user: "qemu-aarch64-static", qemu_system: "qemu-system-aarch64" };
-pub const PPC64L: Cross = Cross { target: "ppc64l", kernel: "ppc64le", deb_arch: "ppc64el", uname_m: "ppc64le", qemu_user: "qemu-ppc64le-static", qemu_system: "qemu-system-ppc64" };
-pub const ARMV7LHF: Cross = Cross { target: "armv7lhf", kernel: "armv7", deb_arch: "armhf", uname_m: "armv7l", qemu_user: "qemu-arm-static", qemu_system: "qemu-system-arm" };
-pub const X86_64: Cross = Cross { target: "x86_64", kernel: "x86_64", deb_arch: "amd64", uname_m: "x86_64", qemu_user: "", qemu_system: "qemu-system-x86_64" };
+pub const ARMV8L64: Cross = Cross {
+    target: "armv8l64",
+    kernel: "aarch64",
+    deb_arch: "arm64",
+    uname_m: "aarch64",
+    qemu_user: "qemu-aarch64-static",
+    qemu_system: "qemu-system-aarch64",
+};
+pub const PPC64L: Cross = Cross {
+    target: "ppc64l",
+    kernel: "ppc64le",
+    deb_arch: "ppc64el",
+    uname_m: "ppc64le",
+    qemu_user: "qemu-ppc64le-static",
+    qemu_system: "qemu-system-ppc64",
+};
+pub const ARMV7LHF: Cross = Cross {
+    target: "armv7lhf",
+    kernel: "armv7",
+    deb_arch: "armhf",
+    uname_m: "armv7l",
+    qemu_user: "qemu-arm-static",
+    qemu_system: "qemu-system-arm",
+};
+pub const X86_64: Cross = Cross {
+    target: "x86_64",
+    kernel: "x86_64",
+    deb_arch: "amd64",
+    uname_m: "x86_64",
+    qemu_user: "",
+    qemu_system: "qemu-system-x86_64",
+};
 
 /// Whether the opt-in architectures (ppc64l, armv7lhf) are asked for.
 pub fn cross_all_wanted() -> bool {
@@ -43,8 +71,12 @@ pub fn stagehand() -> PathBuf {
         }
         let root = workspace();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        run(Command::new(cargo).current_dir(&root).args(["build", "-q", "-p", "stagehand"]));
-        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
+        run(Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "-q", "-p", "stagehand"]));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
         target.join("debug/stagehand")
     })
     .clone()
@@ -62,7 +94,11 @@ pub fn need(ok: bool, what: &str) -> bool {
 }
 
 fn have(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// The cached kernel's `modules/<version>` folder, when `scripts/kernels.sh` made it.
@@ -75,12 +111,24 @@ pub fn kernel_modules(c: &Cross) -> Option<PathBuf> {
 
 /// Everything a scenario for `c` needs, or false with the reason (a failure in CI).
 pub fn ready(c: &Cross) -> bool {
-    for tool in [c.qemu_system, c.qemu_user].into_iter().filter(|t| !t.is_empty()) {
-        if !need(have(tool), &format!("{tool} is missing: run scripts/setup.sh")) {
+    for tool in [c.qemu_system, c.qemu_user]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+    {
+        if !need(
+            have(tool),
+            &format!("{tool} is missing: run scripts/setup.sh"),
+        ) {
             return false;
         }
     }
-    need(kernel_modules(c).is_some(), &format!("no {} kernel in the cache: run scripts/kernels.sh {}", c.target, c.kernel))
+    need(
+        kernel_modules(c).is_some(),
+        &format!(
+            "no {} kernel in the cache: run scripts/kernels.sh {}",
+            c.target, c.kernel
+        ),
+    )
 }
 
 /// Debian's busybox-static for `c`, fetched once into the cache with the private apt
@@ -98,12 +146,25 @@ pub fn busybox(c: &Cross) -> PathBuf {
         return bin;
     }
     let conf = cache_dir().join("apt").join(c.deb_arch).join("apt.conf");
-    assert!(conf.is_file(), "{} is missing: run scripts/kernels.sh {} first (it writes the private apt configuration)", conf.display(), c.kernel);
+    assert!(
+        conf.is_file(),
+        "{} is missing: run scripts/kernels.sh {} first (it writes the private apt configuration)",
+        conf.display(),
+        c.kernel
+    );
     let work = dir.with_extension("download");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    run(Command::new("apt-get").current_dir(&work).env("APT_CONFIG", &conf).args(["download", "-qq", &format!("busybox-static:{}", c.deb_arch)]));
-    let deb = std::fs::read_dir(&work).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "deb")).expect("apt-get download left no .deb");
+    run(Command::new("apt-get")
+        .current_dir(&work)
+        .env("APT_CONFIG", &conf)
+        .args(["download", "-qq", &format!("busybox-static:{}", c.deb_arch)]));
+    let deb = std::fs::read_dir(&work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("apt-get download left no .deb");
     let unpacked = work.join("x");
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
     let _ = std::fs::remove_dir_all(&dir);
@@ -123,9 +184,17 @@ pub fn busybox_stage2(c: &Cross, root: &Path) {
     std::fs::create_dir_all(root.join("usr")).unwrap();
     std::fs::copy(&bb, bin.join("busybox")).unwrap();
     std::fs::set_permissions(bin.join("busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let list = if c.qemu_user.is_empty() { run(Command::new(&bb).arg("--list")) } else { run(Command::new(c.qemu_user).arg(&bb).arg("--list")) };
+    let list = if c.qemu_user.is_empty() {
+        run(Command::new(&bb).arg("--list"))
+    } else {
+        run(Command::new(c.qemu_user).arg(&bb).arg("--list"))
+    };
     let applets = String::from_utf8_lossy(&list.stdout).to_string();
-    assert!(applets.lines().any(|a| a == "sh"), "{} --list has no sh", bb.display());
+    assert!(
+        applets.lines().any(|a| a == "sh"),
+        "{} --list has no sh",
+        bb.display()
+    );
     for a in applets.lines().filter(|a| !a.is_empty() && *a != "busybox") {
         symlink("busybox", bin.join(a)).unwrap();
     }
@@ -152,7 +221,12 @@ pub fn stage3_bundle(out: &Path) {
     w("build.sh", "#!/bin/sh\nset -eu\nexport PATH='/usr/bin:/usr/sbin:/sbin:/bin:/tools/bin:/tools/sbin'\nexport SRCDIR='./source'\nfor module in probe hello ; do\n    CURRENT_MODULE=\"$module\"\n    \"$SRCDIR/build-$module\"\ndone\n");
     w("source/build-probe", &format!("#!/bin/sh\nset -e\nmkdir -p /usr/share/stage3\nuname -m > /{MARK_UNAME}\necho \"probe: $(uname -m), $(uname -r)\"\n"));
     w("source/build-hello", &format!("#!/bin/sh\nset -e\necho '{HELLO_TEXT}' > /{MARK_HELLO}\ncat /{MARK_UNAME} >> /{MARK_HELLO}\necho built hello\n"));
-    run(Command::new("tar").arg("-czf").arg(out).arg("-C").arg(top.parent().unwrap()).arg("stage3"));
+    run(Command::new("tar")
+        .arg("-czf")
+        .arg(out)
+        .arg("-C")
+        .arg(top.parent().unwrap())
+        .arg("stage3"));
 }
 
 /// `stagehand image` for `c`: a gzip initramfs carrying the kernel's modules.
@@ -169,25 +243,61 @@ pub fn make_image(c: &Cross, work: &Path, channel: &str) -> PathBuf {
     static IMAGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = IMAGE.lock().unwrap_or_else(|p| p.into_inner());
     run(Command::new(stagehand())
-        .args(["image", "--target", c.target, "--format", "cpio", "--compress", "--force", "--channel", channel])
-        .arg("--sysroot").arg(&stage2)
-        .arg("--bundle").arg(&bundle)
-        .arg("--kernel-modules").arg(&modules)
-        .arg("--out").arg(&image));
+        .args([
+            "image",
+            "--target",
+            c.target,
+            "--format",
+            "cpio",
+            "--compress",
+            "--force",
+            "--channel",
+            channel,
+        ])
+        .arg("--sysroot")
+        .arg(&stage2)
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--kernel-modules")
+        .arg(&modules)
+        .arg("--out")
+        .arg(&image));
     image
 }
 
 /// `stagehand qemu` for `c` with `channel` (serial, console or tcp); returns the run folder
 /// and the wall time.
-pub fn boot_and_collect(c: &Cross, image: &Path, channel: &str, out: &Path, extra: &[&str]) -> std::time::Duration {
+pub fn boot_and_collect(
+    c: &Cross,
+    image: &Path,
+    channel: &str,
+    out: &Path,
+    extra: &[&str],
+) -> std::time::Duration {
     let started = std::time::Instant::now();
     let o = run(Command::new(stagehand())
-        .args(["qemu", "--target", c.target, "--channel", channel, "--timeout", "300", "--force"])
-        .arg("--image").arg(image)
-        .arg("--out").arg(out)
+        .args([
+            "qemu",
+            "--target",
+            c.target,
+            "--channel",
+            channel,
+            "--timeout",
+            "300",
+            "--force",
+        ])
+        .arg("--image")
+        .arg(image)
+        .arg("--out")
+        .arg(out)
         .args(extra));
     let took = started.elapsed();
-    eprintln!("{} --channel {channel}: boot to verified tarball in {:.1} s\n{}", c.target, took.as_secs_f64(), String::from_utf8_lossy(&o.stdout));
+    eprintln!(
+        "{} --channel {channel}: boot to verified tarball in {:.1} s\n{}",
+        c.target,
+        took.as_secs_f64(),
+        String::from_utf8_lossy(&o.stdout)
+    );
     took
 }
 
@@ -199,38 +309,74 @@ pub fn verify_run(c: &Cross, out: &Path) {
     let tarball = out.join("sysroot.tar.gz");
     let listing = tar_listing(&tarball);
     for m in [MARK_UNAME, MARK_HELLO] {
-        assert!(listing.lines().any(|l| l == format!("./{m}")), "{m} not in the tarball:\n{listing}");
+        assert!(
+            listing.lines().any(|l| l == format!("./{m}")),
+            "{m} not in the tarball:\n{listing}"
+        );
     }
     let hello = tar_file(&tarball, MARK_HELLO);
-    assert_eq!(hello, format!("{HELLO_TEXT}\n{}\n", c.uname_m), "the bundle did not run on a {} machine", c.uname_m);
+    assert_eq!(
+        hello,
+        format!("{HELLO_TEXT}\n{}\n", c.uname_m),
+        "the bundle did not run on a {} machine",
+        c.uname_m
+    );
 }
 
 /// The report and the verified tarball of a successful run whose modules are `modules`;
 /// returns report.json.
 pub fn verify_transfer(c: &Cross, out: &Path, module_names: &[&str]) -> serde_json::Value {
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json")).expect("report.json is JSON");
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("report.json")).expect("report.json"),
+    )
+    .expect("report.json is JSON");
     assert_eq!(report["outcome"], "success", "report.json: {report}");
     assert_eq!(report["target"], c.target);
     assert_eq!(report["mode"], "pid1");
     let kernel = report["kernel"].as_str().unwrap_or_default().to_string();
-    assert!(kernel.ends_with(c.uname_m), "kernel in report.json: {kernel}");
+    assert!(
+        kernel.ends_with(c.uname_m),
+        "kernel in report.json: {kernel}"
+    );
     let tarball = out.join("sysroot.tar.gz");
-    assert!(tarball.is_file(), "no verified tarball in {}", out.display());
+    assert!(
+        tarball.is_file(),
+        "no verified tarball in {}",
+        out.display()
+    );
     assert!(!out.join("sysroot.tar.gz.partial").exists());
     let sum = sha256sum(&tarball);
-    assert_eq!(report["sysroot"]["sha256"], sum.as_str(), "report.json sha256");
+    assert_eq!(
+        report["sysroot"]["sha256"],
+        sum.as_str(),
+        "report.json sha256"
+    );
     let side = std::fs::read_to_string(out.join("sysroot.tar.gz.sha256")).unwrap();
     assert!(side.starts_with(&sum), "sysroot.tar.gz.sha256: {side}");
     let bst = std::fs::read_to_string(out.join("sysroot.bst")).unwrap();
     assert!(bst.contains(&format!("ref: {sum}")), "sysroot.bst: {bst}");
-    assert_eq!(report["sysroot"]["size"], std::fs::metadata(&tarball).unwrap().len());
-    let modules = report["modules"].as_array().expect("modules in report.json");
+    assert_eq!(
+        report["sysroot"]["size"],
+        std::fs::metadata(&tarball).unwrap().len()
+    );
+    let modules = report["modules"]
+        .as_array()
+        .expect("modules in report.json");
     let names: Vec<&str> = modules.iter().filter_map(|m| m["name"].as_str()).collect();
     assert_eq!(names, module_names);
-    assert!(modules.iter().all(|m| m["status"] == "success" && m["exit_code"] == 0), "modules: {modules:?}");
+    assert!(
+        modules
+            .iter()
+            .all(|m| m["status"] == "success" && m["exit_code"] == 0),
+        "modules: {modules:?}"
+    );
     for (i, m) in modules.iter().enumerate() {
         let log = out.join(m["log"].as_str().unwrap_or_default());
-        assert!(std::fs::metadata(&log).is_ok_and(|l| l.len() > 0), "log of module {i} ({}) is empty or missing", log.display());
+        assert!(
+            std::fs::metadata(&log).is_ok_and(|l| l.len() > 0),
+            "log of module {i} ({}) is empty or missing",
+            log.display()
+        );
     }
     report
 }
@@ -242,12 +388,21 @@ pub fn tar_listing(tarball: &Path) -> String {
 
 /// One file of the tarball (`path` without the leading `./`).
 pub fn tar_file(tarball: &Path, path: &str) -> String {
-    String::from_utf8_lossy(&run(Command::new("tar").arg("-xzOf").arg(tarball).arg(format!("./{path}"))).stdout).to_string()
+    String::from_utf8_lossy(
+        &run(Command::new("tar")
+            .arg("-xzOf")
+            .arg(tarball)
+            .arg(format!("./{path}")))
+        .stdout,
+    )
+    .to_string()
 }
 
 /// A scratch folder that stays (under target/) when the test fails, for its logs.
 pub fn scratch(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
     let d = target.join("e2e").join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();

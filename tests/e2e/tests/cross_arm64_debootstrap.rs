@@ -16,11 +16,15 @@ fn foreign_stage2() -> PathBuf {
     if root.join("debootstrap/debootstrap").is_file() {
         return root;
     }
-    let mirror = std::env::var("STAGEHAND_DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+    let mirror = std::env::var("STAGEHAND_DEBIAN_MIRROR")
+        .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
     let tmp = root.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
-    run(Command::new("debootstrap").args(["--foreign", "--arch=arm64", "--variant=minbase", "bookworm"]).arg(&tmp).arg(&mirror));
+    run(Command::new("debootstrap")
+        .args(["--foreign", "--arch=arm64", "--variant=minbase", "bookworm"])
+        .arg(&tmp)
+        .arg(&mirror));
     let _ = std::fs::remove_dir_all(&root);
     std::fs::rename(&tmp, &root).unwrap();
     root
@@ -49,22 +53,51 @@ fn arm64_debootstrap_second_stage_runs_on_the_target() {
     let image = work.join("image.cpio.gz");
     let modules = cross::kernel_modules(&ARMV8L64).unwrap();
     run(Command::new(cross::stagehand())
-        .args(["image", "--target", "armv8l64", "--format", "cpio", "--compress", "--force", "--channel", "tcp:10.0.2.2:7000"])
-        .arg("--sysroot").arg(&stage2)
-        .arg("--bundle").arg(&bundle)
-        .arg("--kernel-modules").arg(&modules)
-        .arg("--out").arg(&image));
+        .args([
+            "image",
+            "--target",
+            "armv8l64",
+            "--format",
+            "cpio",
+            "--compress",
+            "--force",
+            "--channel",
+            "tcp:10.0.2.2:7000",
+        ])
+        .arg("--sysroot")
+        .arg(&stage2)
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--kernel-modules")
+        .arg(&modules)
+        .arg("--out")
+        .arg(&image));
     let out = work.join("run");
-    cross::boot_and_collect(&ARMV8L64, &image, "tcp", &out, &["--port", "0", "--memory", "2048"]);
+    cross::boot_and_collect(
+        &ARMV8L64,
+        &image,
+        "tcp",
+        &out,
+        &["--port", "0", "--memory", "2048"],
+    );
     cross::verify_transfer(&ARMV8L64, &out, &["second-stage", "check"]);
     let tarball = out.join("sysroot.tar.gz");
     let listing = cross::tar_listing(&tarball);
-    assert!(listing.lines().any(|l| l == "./usr/bin/apt-get"), "no apt-get in the finished root");
-    assert!(!listing.lines().any(|l| l.starts_with("./debootstrap/")), "the second stage did not finish (/debootstrap is left)");
+    assert!(
+        listing.lines().any(|l| l == "./usr/bin/apt-get"),
+        "no apt-get in the finished root"
+    );
+    assert!(
+        !listing.lines().any(|l| l.starts_with("./debootstrap/")),
+        "the second stage did not finish (/debootstrap is left)"
+    );
     assert_eq!(cross::tar_file(&tarball, "etc/stage3-uname"), "aarch64\n");
     let packages = cross::tar_file(&tarball, "etc/stage3-packages");
     assert!(packages.lines().count() > 50, "{packages}");
     assert!(packages.lines().any(|l| l == "dpkg arm64"), "{packages}");
     let status = cross::tar_file(&tarball, "var/lib/dpkg/status");
-    assert!(!status.contains("Status: install ok unpacked"), "packages left unconfigured");
+    assert!(
+        !status.contains("Status: install ok unpacked"),
+        "packages left unconfigured"
+    );
 }

@@ -6,7 +6,10 @@ use stagehand_e2e::cross::{self, Cross, ARMV7LHF, PPC64L};
 
 fn scenario(c: &Cross, channel: &str, image_channel: &str, extra: &[&str]) {
     if !cross::cross_all_wanted() {
-        eprintln!("skipped: set STAGEHAND_E2E_CROSS=1 to run the {} scenarios", c.target);
+        eprintln!(
+            "skipped: set STAGEHAND_E2E_CROSS=1 to run the {} scenarios",
+            c.target
+        );
         return;
     }
     if !cross::ready(c) {
@@ -31,7 +34,12 @@ fn ppc64l_second_spapr_vty() {
 
 #[test]
 fn ppc64l_tcp_over_spapr_vlan() {
-    scenario(&PPC64L, "tcp", "tcp:10.0.2.2:7000", &["--memory", "1024", "--port", "0"]);
+    scenario(
+        &PPC64L,
+        "tcp",
+        "tcp:10.0.2.2:7000",
+        &["--memory", "1024", "--port", "0"],
+    );
 }
 
 #[test]

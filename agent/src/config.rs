@@ -551,9 +551,20 @@ impl Inputs {
                 .filter(|(k, _)| k.starts_with("STAGEHAND_"))
                 .collect(),
             is_pid1,
-            cmdline: if is_pid1 { std::fs::read_to_string("/proc/cmdline").ok() } else { None },
+            cmdline: if is_pid1 { read_cmdline_as_pid1() } else { None },
         }
     }
+}
+
+/// `/proc/cmdline` for the first process, which runs before anything mounted /proc: mount
+/// it here (the boot sequence takes an already mounted /proc as done).
+fn read_cmdline_as_pid1() -> Option<String> {
+    if let Ok(text) = std::fs::read_to_string("/proc/cmdline") {
+        return Some(text);
+    }
+    let _ = std::fs::create_dir_all("/proc");
+    rustix::mount::mount("proc", "/proc", "proc", rustix::mount::MountFlags::empty(), None).ok()?;
+    std::fs::read_to_string("/proc/cmdline").ok()
 }
 
 /// Build the effective configuration from `inputs`, reading the config file named by them.

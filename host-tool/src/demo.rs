@@ -102,6 +102,8 @@ impl DemoCmd {
             size: None,
             compress: true,
             force: true,
+            kernel_modules: None,
+            kernel_module: vec![],
         }
         .run()?;
         step("boot under QEMU and collect");

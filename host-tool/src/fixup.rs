@@ -49,6 +49,11 @@ pub fn fixup(root: &Path, nameserver: Option<std::net::IpAddr>) -> Result<Vec<St
     fix_usr_bin(root, &mut changes)?;
     for (name, mode) in MOUNT_POINTS {
         let p = root.join(name);
+        // debootstrap run in a container leaves `/proc -> /proc`: a loop once booted.
+        if std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/").join(name)) {
+            std::fs::remove_file(&p).with_context(|| format!("cannot remove the symlink {}", p.display()))?;
+            changes.push(format!("removed the self-referencing symlink /{name} -> /{name}"));
+        }
         if std::fs::symlink_metadata(&p).is_err() {
             std::fs::create_dir(&p).with_context(|| format!("cannot create {}", p.display()))?;
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode))?;
@@ -120,6 +125,16 @@ mod tests {
         symlink("bash", d.path().join("tools/bin/sh")).unwrap();
         symlink("/tools/bin", d.path().join("usr/bin")).unwrap();
         d
+    }
+
+    #[test]
+    fn a_mount_point_that_links_to_itself_becomes_a_folder() {
+        let d = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/proc", d.path().join("proc")).unwrap();
+        let changes = fixup(d.path(), None).unwrap();
+        assert!(d.path().join("proc").symlink_metadata().unwrap().is_dir());
+        assert!(changes.iter().any(|c| c.contains("self-referencing symlink /proc")), "{changes:?}");
+        assert!(fixup(d.path(), None).unwrap().is_empty());
     }
 
     #[test]

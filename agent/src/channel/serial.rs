@@ -22,13 +22,49 @@ pub struct TtyTransport {
 }
 
 fn open_rw(device: &Path) -> io::Result<File> {
-    use rustix::fs::{fcntl_getfl, fcntl_setfl, open, Mode, OFlags};
-    let fd = open(device, OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("cannot open {}: {e}", device.display())))?;
+    open_rw_errno(device).map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("cannot open {}: {e}", device.display())))?
+}
+
+fn open_rw_errno(device: &Path) -> Result<io::Result<File>, rustix::io::Errno> {
+    use rustix::fs::{open, Mode, OFlags};
+    let fd = open(device, OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC, Mode::empty())?;
+    Ok(finish_open(fd))
+}
+
+fn finish_open(fd: std::os::fd::OwnedFd) -> io::Result<File> {
+    use rustix::fs::{fcntl_getfl, fcntl_setfl, OFlags};
     // Non-blocking only for the open itself (a modem line without carrier would block).
     let flags = fcntl_getfl(&fd)?;
     fcntl_setfl(&fd, flags - OFlags::NONBLOCK)?;
     Ok(File::from(fd))
+}
+
+/// A device node under /dev can appear a moment after its driver is loaded (a virtio-serial
+/// port after virtio_console, a USB serial adapter), and open with ENXIO until the driver
+/// has finished setting it up: wait for it a little.
+const DEVICE_PATIENCE: Duration = Duration::from_secs(10);
+
+fn open_rw_waiting(device: &Path) -> io::Result<File> {
+    use rustix::io::Errno;
+    let start = std::time::Instant::now();
+    loop {
+        match open_rw_errno(device) {
+            Err(Errno::NOENT | Errno::NXIO | Errno::NODEV) if device.starts_with("/dev") && start.elapsed() < DEVICE_PATIENCE => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(e) => return Err(io::Error::new(io::Error::from(e).kind(), format!("cannot open {}: {e}", device.display()))),
+            Ok(file) => return file,
+        }
+    }
+}
+
+/// A virtio-serial port (`/dev/vportNpM`): a two-way byte pipe, not a tty.
+fn is_virtio_port(device: &Path) -> bool {
+    let real = std::fs::canonicalize(device).unwrap_or_else(|_| device.to_path_buf());
+    real.file_name().is_some_and(|n| {
+        let n = n.to_string_lossy();
+        n.starts_with("vport") && Path::new("/sys/class/virtio-ports").join(&*n).exists()
+    })
 }
 
 fn not_a_tty(device: &Path, e: rustix::io::Errno) -> io::Error {
@@ -39,8 +75,15 @@ fn not_a_tty(device: &Path, e: rustix::io::Errno) -> io::Error {
 impl TtyTransport {
     /// Open `device` as a serial line: raw, 8N1, `baud`, the given flow control.
     pub fn open_serial(device: &Path, baud: u32, flow: Flow, one_way: bool) -> io::Result<TtyTransport> {
-        let file = open_rw(device)?;
-        let original = termios::tcgetattr(&file).map_err(|e| not_a_tty(device, e))?;
+        let file = open_rw_waiting(device)?;
+        let original = match termios::tcgetattr(&file) {
+            Ok(t) => t,
+            Err(rustix::io::Errno::NOTTY) if is_virtio_port(device) => {
+                // No line settings to make: bytes pass as they are, both ways.
+                return Ok(TtyTransport { file, describe: format!("serial:{} (virtio port)", device.display()), baud: None, two_way: !one_way, original: None });
+            }
+            Err(e) => return Err(not_a_tty(device, e)),
+        };
         let mut t = original.clone();
         t.make_raw();
         t.control_modes -= ControlModes::CSIZE | ControlModes::CSTOPB | ControlModes::PARENB | ControlModes::CRTSCTS;

@@ -1,6 +1,7 @@
 //! `stagehand image`: a bootable stage 2 root with the agent as /init, its configuration,
 //! the bundle and a fresh key, written as a folder, a tarball, an initramfs or an ext4 image.
 
+pub mod kmods;
 pub mod newc;
 
 use anyhow::{Context, Result};
@@ -146,6 +147,14 @@ pub struct ImageCmd {
     /// Replace --out (and its .key) if they exist.
     #[arg(long)]
     pub force: bool,
+    /// A kernel's `modules/<version>` folder (with modules.dep): the modules the agent is
+    /// told to load (`--set modules=...`, `--kernel-module`) and those `stagehand qemu`
+    /// wirings use, with their dependencies, go to /lib/modules/<version> in the image.
+    #[arg(long, value_name = "DIR")]
+    pub kernel_modules: Option<PathBuf>,
+    /// A further module to copy with --kernel-modules (repeatable).
+    #[arg(long = "kernel-module", value_name = "NAME", requires = "kernel_modules")]
+    pub kernel_module: Vec<String>,
 }
 
 /// The agent's configuration file for one image.
@@ -392,6 +401,20 @@ impl ImageCmd {
         let changes = crate::fixup::fixup(&root, None)?;
         crate::fixup::print_changes(&self.sysroot, &changes);
         embed(&root, &Payload { agent: &agent, bundle: self.bundle.as_deref(), config, key_hex: &key_hex }, &bundle_in_image)?;
+        if let Some(dir) = &self.kernel_modules {
+            let mut required = self.kernel_module.clone();
+            if let Some(list) = config_modules(&root)? {
+                required.extend(list);
+            }
+            let done = kmods::install(dir, &required, crate::qemu::WIRING_MODULES, &root)?;
+            eprintln!(
+                "stagehand: {} module files for kernel {} in /lib/modules/{}{}",
+                done.files,
+                done.version,
+                done.version,
+                if done.builtin.is_empty() { String::new() } else { format!(" (built in: {})", done.builtin.join(" ")) }
+            );
+        }
         eprintln!("stagehand: writing the {:?} image", self.format);
         write_format(&root, self.format, &self.out, self.compress, size)?;
         std::fs::write(&key_out, format!("{key_hex}\n"))?;
@@ -404,6 +427,16 @@ impl ImageCmd {
         }
         Ok(())
     }
+}
+
+/// The `modules` key of the configuration written into `root`.
+fn config_modules(root: &Path) -> Result<Option<Vec<String>>> {
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join(CONFIG_PATH))?)?;
+    Ok(match &cfg["modules"] {
+        serde_json::Value::Array(a) => Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
+        serde_json::Value::String(s) => Some(s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()),
+        _ => None,
+    })
 }
 
 /// `<out>.key`, beside the image.

@@ -4,6 +4,8 @@
 //! library only finds things (the workspace, the binaries, the kernels cache) and runs
 //! commands with clear failures.
 
+pub mod cross;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

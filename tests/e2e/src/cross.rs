@@ -1,0 +1,410 @@
+//! Other architectures end to end: a stand-in stage 2 made of the target's own Debian
+//! busybox-static, a BuildStream-shaped stage 3 bundle whose modules record where they
+//! ran, `stagehand image` with the target kernel's modules, `stagehand qemu`, and checks
+//! on what was collected.
+
+use crate::{cache_dir, in_ci, run, sha256sum, workspace};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// One architecture as the scenarios need it.
+#[derive(Clone, Copy, Debug)]
+pub struct Cross {
+    /// Baserock name (`--target`).
+    pub target: &'static str,
+    /// Folder name of `scripts/kernels.sh` (and its argument).
+    pub kernel: &'static str,
+    /// Debian architecture (busybox-static:<deb_arch>).
+    pub deb_arch: &'static str,
+    /// `uname -m` on the emulated machine.
+    pub uname_m: &'static str,
+    /// qemu-user binary that runs the target's busybox on the host (for its applet list).
+    pub qemu_user: &'static str,
+    pub qemu_system: &'static str,
+}
+
+pub const ARMV8L64: Cross = Cross {
+    target: "armv8l64",
+    kernel: "aarch64",
+    deb_arch: "arm64",
+    uname_m: "aarch64",
+    qemu_user: "qemu-aarch64-static",
+    qemu_system: "qemu-system-aarch64",
+};
+pub const PPC64L: Cross = Cross {
+    target: "ppc64l",
+    kernel: "ppc64le",
+    deb_arch: "ppc64el",
+    uname_m: "ppc64le",
+    qemu_user: "qemu-ppc64le-static",
+    qemu_system: "qemu-system-ppc64",
+};
+pub const ARMV7LHF: Cross = Cross {
+    target: "armv7lhf",
+    kernel: "armv7",
+    deb_arch: "armhf",
+    uname_m: "armv7l",
+    qemu_user: "qemu-arm-static",
+    qemu_system: "qemu-system-arm",
+};
+pub const X86_64: Cross = Cross {
+    target: "x86_64",
+    kernel: "x86_64",
+    deb_arch: "amd64",
+    uname_m: "x86_64",
+    qemu_user: "",
+    qemu_system: "qemu-system-x86_64",
+};
+
+/// Whether the opt-in architectures (ppc64l, armv7lhf) are asked for.
+pub fn cross_all_wanted() -> bool {
+    std::env::var("STAGEHAND_E2E_CROSS").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The `stagehand` binary of this workspace, built once per test process.
+pub fn stagehand() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("STAGEHAND_BIN") {
+            return PathBuf::from(p);
+        }
+        let root = workspace();
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        run(Command::new(cargo)
+            .current_dir(&root)
+            .args(["build", "-q", "-p", "stagehand"]));
+        let target = std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"));
+        target.join("debug/stagehand")
+    })
+    .clone()
+}
+
+/// Skips (false) or fails in CI when something this scenario needs is missing.
+pub fn need(ok: bool, what: &str) -> bool {
+    if !ok {
+        if in_ci() {
+            panic!("{what}");
+        }
+        eprintln!("skipped: {what}");
+    }
+    ok
+}
+
+fn have(tool: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The cached kernel's `modules/<version>` folder, when `scripts/kernels.sh` made it.
+pub fn kernel_modules(c: &Cross) -> Option<PathBuf> {
+    let dir = cache_dir().join("kernels").join(c.kernel);
+    let version = std::fs::read_to_string(dir.join("version")).ok()?;
+    let m = dir.join("modules").join(version.trim());
+    (dir.join("vmlinuz").is_file() && m.join("modules.dep").is_file()).then_some(m)
+}
+
+/// Everything a scenario for `c` needs, or false with the reason (a failure in CI).
+pub fn ready(c: &Cross) -> bool {
+    for tool in [c.qemu_system, c.qemu_user]
+        .into_iter()
+        .filter(|t| !t.is_empty())
+    {
+        if !need(
+            have(tool),
+            &format!("{tool} is missing: run scripts/setup.sh"),
+        ) {
+            return false;
+        }
+    }
+    need(
+        kernel_modules(c).is_some(),
+        &format!(
+            "no {} kernel in the cache: run scripts/kernels.sh {}",
+            c.target, c.kernel
+        ),
+    )
+}
+
+/// Debian's busybox-static for `c`, fetched once into the cache with the private apt
+/// configuration `scripts/kernels.sh` keeps for that architecture (x86_64: the host's).
+pub fn busybox(c: &Cross) -> PathBuf {
+    if c.deb_arch == "amd64" {
+        return PathBuf::from("/bin/busybox");
+    }
+    // Scenarios run in parallel threads: one download at a time.
+    static DOWNLOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = DOWNLOAD.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = cache_dir().join("busybox").join(c.deb_arch);
+    let bin = dir.join("bin/busybox");
+    if bin.is_file() {
+        return bin;
+    }
+    let conf = cache_dir().join("apt").join(c.deb_arch).join("apt.conf");
+    assert!(
+        conf.is_file(),
+        "{} is missing: run scripts/kernels.sh {} first (it writes the private apt configuration)",
+        conf.display(),
+        c.kernel
+    );
+    let work = dir.with_extension("download");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).unwrap();
+    run(Command::new("apt-get")
+        .current_dir(&work)
+        .env("APT_CONFIG", &conf)
+        .args(["download", "-qq", &format!("busybox-static:{}", c.deb_arch)]));
+    let deb = std::fs::read_dir(&work)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .expect("apt-get download left no .deb");
+    let unpacked = work.join("x");
+    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    std::fs::copy(unpacked.join("bin/busybox"), &bin).unwrap();
+    let _ = std::fs::remove_dir_all(&work);
+    bin
+}
+
+/// A stage-2-shaped tree of the target's busybox: /tools/bin with every applet,
+/// /usr/bin -> /tools/bin, /bin -> tools/bin (as Baserock's stage 2 is laid out).
+pub fn busybox_stage2(c: &Cross, root: &Path) {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let bb = busybox(c);
+    let bin = root.join("tools/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::create_dir_all(root.join("usr")).unwrap();
+    std::fs::copy(&bb, bin.join("busybox")).unwrap();
+    std::fs::set_permissions(bin.join("busybox"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let list = if c.qemu_user.is_empty() {
+        run(Command::new(&bb).arg("--list"))
+    } else {
+        run(Command::new(c.qemu_user).arg(&bb).arg("--list"))
+    };
+    let applets = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(
+        applets.lines().any(|a| a == "sh"),
+        "{} --list has no sh",
+        bb.display()
+    );
+    for a in applets.lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        symlink("busybox", bin.join(a)).unwrap();
+    }
+    symlink("/tools/bin", root.join("usr/bin")).unwrap();
+    symlink("tools/bin", root.join("bin")).unwrap();
+}
+
+/// Where the bundle's modules leave their marks (paths inside the sysroot).
+pub const MARK_UNAME: &str = "usr/share/stage3/uname-m";
+pub const MARK_HELLO: &str = "usr/share/stage3/hello";
+pub const HELLO_TEXT: &str = "stage 3 was built on the target";
+
+/// A stage 3 bundle in BuildStream's source-bundle layout: `probe` records `uname -m` and
+/// the kernel's idea of the machine; `hello` writes a file from the first one's output.
+pub fn stage3_bundle(out: &Path) {
+    let top = out.with_extension("d").join("stage3");
+    let _ = std::fs::remove_dir_all(top.parent().unwrap());
+    std::fs::create_dir_all(top.join("source")).unwrap();
+    let w = |p: &str, s: &str| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(top.join(p), s).unwrap();
+        std::fs::set_permissions(top.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    w("build.sh", "#!/bin/sh\nset -eu\nexport PATH='/usr/bin:/usr/sbin:/sbin:/bin:/tools/bin:/tools/sbin'\nexport SRCDIR='./source'\nfor module in probe hello ; do\n    CURRENT_MODULE=\"$module\"\n    \"$SRCDIR/build-$module\"\ndone\n");
+    w("source/build-probe", &format!("#!/bin/sh\nset -e\nmkdir -p /usr/share/stage3\nuname -m > /{MARK_UNAME}\necho \"probe: $(uname -m), $(uname -r)\"\n"));
+    w("source/build-hello", &format!("#!/bin/sh\nset -e\necho '{HELLO_TEXT}' > /{MARK_HELLO}\ncat /{MARK_UNAME} >> /{MARK_HELLO}\necho built hello\n"));
+    run(Command::new("tar")
+        .arg("-czf")
+        .arg(out)
+        .arg("-C")
+        .arg(top.parent().unwrap())
+        .arg("stage3"));
+}
+
+/// `stagehand image` for `c`: a gzip initramfs carrying the kernel's modules.
+pub fn make_image(c: &Cross, work: &Path, channel: &str) -> PathBuf {
+    let stage2 = work.join("stage2");
+    if !stage2.exists() {
+        busybox_stage2(c, &stage2);
+    }
+    let bundle = work.join("stage3.tar.gz");
+    stage3_bundle(&bundle);
+    let image = work.join("image.cpio.gz");
+    let modules = kernel_modules(c).expect("checked by ready()");
+    // `stagehand image` builds the agent when it is stale: one build (and copy) at a time.
+    static IMAGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = IMAGE.lock().unwrap_or_else(|p| p.into_inner());
+    run(Command::new(stagehand())
+        .args([
+            "image",
+            "--target",
+            c.target,
+            "--format",
+            "cpio",
+            "--compress",
+            "--force",
+            "--channel",
+            channel,
+        ])
+        .arg("--sysroot")
+        .arg(&stage2)
+        .arg("--bundle")
+        .arg(&bundle)
+        .arg("--kernel-modules")
+        .arg(&modules)
+        .arg("--out")
+        .arg(&image));
+    image
+}
+
+/// `stagehand qemu` for `c` with `channel` (serial, console or tcp); returns the run folder
+/// and the wall time.
+pub fn boot_and_collect(
+    c: &Cross,
+    image: &Path,
+    channel: &str,
+    out: &Path,
+    extra: &[&str],
+) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let o = run(Command::new(stagehand())
+        .args([
+            "qemu",
+            "--target",
+            c.target,
+            "--channel",
+            channel,
+            "--timeout",
+            "300",
+            "--force",
+        ])
+        .arg("--image")
+        .arg(image)
+        .arg("--out")
+        .arg(out)
+        .args(extra));
+    let took = started.elapsed();
+    eprintln!(
+        "{} --channel {channel}: boot to verified tarball in {:.1} s\n{}",
+        c.target,
+        took.as_secs_f64(),
+        String::from_utf8_lossy(&o.stdout)
+    );
+    took
+}
+
+/// Checks what `stagehand qemu` left in `out`: a successful report for `c`, a tarball whose
+/// sha256 (recomputed by sha256sum) matches the report, its `.sha256` and `sysroot.bst`,
+/// and the marks the bundle made on the target.
+pub fn verify_run(c: &Cross, out: &Path) {
+    verify_transfer(c, out, &["probe", "hello"]);
+    let tarball = out.join("sysroot.tar.gz");
+    let listing = tar_listing(&tarball);
+    for m in [MARK_UNAME, MARK_HELLO] {
+        assert!(
+            listing.lines().any(|l| l == format!("./{m}")),
+            "{m} not in the tarball:\n{listing}"
+        );
+    }
+    let hello = tar_file(&tarball, MARK_HELLO);
+    assert_eq!(
+        hello,
+        format!("{HELLO_TEXT}\n{}\n", c.uname_m),
+        "the bundle did not run on a {} machine",
+        c.uname_m
+    );
+}
+
+/// The report and the verified tarball of a successful run whose modules are `modules`;
+/// returns report.json.
+pub fn verify_transfer(c: &Cross, out: &Path, module_names: &[&str]) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("report.json")).expect("report.json"),
+    )
+    .expect("report.json is JSON");
+    assert_eq!(report["outcome"], "success", "report.json: {report}");
+    assert_eq!(report["target"], c.target);
+    assert_eq!(report["mode"], "pid1");
+    let kernel = report["kernel"].as_str().unwrap_or_default().to_string();
+    assert!(
+        kernel.ends_with(c.uname_m),
+        "kernel in report.json: {kernel}"
+    );
+    let tarball = out.join("sysroot.tar.gz");
+    assert!(
+        tarball.is_file(),
+        "no verified tarball in {}",
+        out.display()
+    );
+    assert!(!out.join("sysroot.tar.gz.partial").exists());
+    let sum = sha256sum(&tarball);
+    assert_eq!(
+        report["sysroot"]["sha256"],
+        sum.as_str(),
+        "report.json sha256"
+    );
+    let side = std::fs::read_to_string(out.join("sysroot.tar.gz.sha256")).unwrap();
+    assert!(side.starts_with(&sum), "sysroot.tar.gz.sha256: {side}");
+    let bst = std::fs::read_to_string(out.join("sysroot.bst")).unwrap();
+    assert!(bst.contains(&format!("ref: {sum}")), "sysroot.bst: {bst}");
+    assert_eq!(
+        report["sysroot"]["size"],
+        std::fs::metadata(&tarball).unwrap().len()
+    );
+    let modules = report["modules"]
+        .as_array()
+        .expect("modules in report.json");
+    let names: Vec<&str> = modules.iter().filter_map(|m| m["name"].as_str()).collect();
+    assert_eq!(names, module_names);
+    assert!(
+        modules
+            .iter()
+            .all(|m| m["status"] == "success" && m["exit_code"] == 0),
+        "modules: {modules:?}"
+    );
+    for (i, m) in modules.iter().enumerate() {
+        let log = out.join(m["log"].as_str().unwrap_or_default());
+        assert!(
+            std::fs::metadata(&log).is_ok_and(|l| l.len() > 0),
+            "log of module {i} ({}) is empty or missing",
+            log.display()
+        );
+    }
+    report
+}
+
+/// `tar -tzf`.
+pub fn tar_listing(tarball: &Path) -> String {
+    String::from_utf8_lossy(&run(Command::new("tar").arg("-tzf").arg(tarball)).stdout).to_string()
+}
+
+/// One file of the tarball (`path` without the leading `./`).
+pub fn tar_file(tarball: &Path, path: &str) -> String {
+    String::from_utf8_lossy(
+        &run(Command::new("tar")
+            .arg("-xzOf")
+            .arg(tarball)
+            .arg(format!("./{path}")))
+        .stdout,
+    )
+    .to_string()
+}
+
+/// A scratch folder that stays (under target/) when the test fails, for its logs.
+pub fn scratch(name: &str) -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let d = target.join("e2e").join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}

@@ -265,10 +265,14 @@ pub fn preflight(root: &Path, target: &Target) -> anyhow::Result<RustTarget> {
         // Point at the setup script only where it really installs this target.
         let setup =
             std::fs::read_to_string(root.join("scripts").join("setup.sh")).unwrap_or_default();
-        let covered = setup
-            .split(|c: char| c.is_whitespace() || "()\"'".contains(c))
-            .any(|word| word == r.triple);
-        let hint = if covered {
+        let words = |text: &str| -> Vec<String> {
+            text.split(|c: char| c.is_whitespace() || "()\"'".contains(c)).map(str::to_string).collect()
+        };
+        // The default list comes before the `--cross-all` additions in setup.sh.
+        let (default_part, cross_part) = setup.split_once("cross_all\" -eq 1").unwrap_or((&setup, ""));
+        let hint = if words(default_part).contains(&r.triple) {
+            " (scripts/setup.sh installs all of it)"
+        } else if words(cross_part).contains(&r.triple) {
             " (scripts/setup.sh --cross-all installs all of it)"
         } else {
             ""

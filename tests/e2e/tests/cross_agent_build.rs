@@ -28,9 +28,9 @@ fn bare_rustc(dir: &std::path::Path) -> std::path::PathBuf {
 fn a_missing_rust_target_is_named_with_the_command_that_adds_it() {
     let dir = tempfile_dir("agent-build-missing");
     let rustc = bare_rustc(&dir);
-    for (target, triple) in [
-        ("armv8l64", "aarch64-unknown-linux-musl"),
-        ("ppc64l", "powerpc64le-unknown-linux-gnu"),
+    for (target, triple, setup) in [
+        ("armv8l64", "aarch64-unknown-linux-musl", "(scripts/setup.sh installs all of it)"),
+        ("ppc64l", "powerpc64le-unknown-linux-gnu", "(scripts/setup.sh --cross-all installs all of it)"),
     ] {
         let out = Command::new(stagehand())
             .args(["agent", "build", "--target", target])
@@ -43,6 +43,7 @@ fn a_missing_rust_target_is_named_with_the_command_that_adds_it() {
             err.contains(&format!("run `rustup target add {triple}`")),
             "{target}: {err}"
         );
+        assert!(err.contains(setup), "{target}: the setup hint should be {setup:?}: {err}");
         assert!(
             !err.contains("Compiling"),
             "cargo ran although the preflight failed: {err}"

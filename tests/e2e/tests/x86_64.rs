@@ -145,6 +145,8 @@ fn a_initramfs_busybox_stage2_channel_on_ttys1() {
             "drwxr-xr-x 0/0 0 2011-11-10 15:00:00 ./etc/",
             "-rw-r--r-- 0/0 18 2011-11-10 15:00:00 ./etc/stage2-release",
             "dr-xr-xr-x 0/0 0 2011-11-10 15:00:00 ./proc/",
+            // From the kernel's own built-in initramfs (usr/default_cpio_list), under ours.
+            "drwx------ 0/0 0 2011-11-10 15:00:00 ./root/",
             "drwxr-xr-x 0/0 0 2011-11-10 15:00:00 ./run/",
             "drwxr-xr-x 0/0 0 2011-11-10 15:00:00 ./stagehand/",
             "dr-xr-xr-x 0/0 0 2011-11-10 15:00:00 ./sys/",
@@ -286,4 +288,328 @@ fn child_named(pid: u32, name: &str) -> Option<u32> {
     children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()).find(|c| {
         std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|comm| comm.trim().starts_with(name))
     })
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The newest Debian kernel in /boot.
+fn kernel() -> PathBuf {
+    let mut ks: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
+        .collect();
+    ks.sort();
+    ks.pop().expect("a /boot/vmlinuz-*")
+}
+
+/// `stagehand collect --input FILE`.
+fn collect_file(input: &Path, key: &Path, out: &Path) -> std::process::Output {
+    stagehand()
+        .args(["collect", "--input"])
+        .arg(input)
+        .arg("--key")
+        .arg(key)
+        .arg("--out")
+        .arg(out)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run stagehand collect")
+}
+
+/// Either the right file (same sha256 as the clean run) or a loud failure (exit 3, only a
+/// `.partial`): never a wrong file.
+fn assert_right_file_or_loud_failure(o: &std::process::Output, out: &Path, clean_sha: &str) -> bool {
+    let final_file = out.join("sysroot.tar.gz");
+    match o.status.code() {
+        Some(0) => {
+            assert_eq!(sha256sum(&verified_sysroot(out)), clean_sha, "{}", text(o));
+            true
+        }
+        Some(3) => {
+            assert!(!final_file.exists(), "exit 3 but a sysroot.tar.gz was written:\n{}", text(o));
+            let r = report(out);
+            assert_ne!(r["outcome"], "success", "{r:#}");
+            false
+        }
+        other => panic!("unexpected exit {other:?}:\n{}", text(o)),
+    }
+}
+
+#[test]
+fn g_tampered_channel_recording_is_rejected_never_a_wrong_file() {
+    use stagehand_agent::wire::{auth::Key, cobs, frame};
+    if !have_tools() {
+        return;
+    }
+    let _t = Timer::start("g tampering (recorded channel)");
+    let work = work_dir("x86_64-tamper-file");
+    let img = work.join("image.cpio.gz");
+    let bundle = workspace().join("tests/fixtures/e2e-project/script-bundle");
+    // One-way: nothing comes back through a file, so the agent sends every frame twice.
+    image(busybox_stage2(), &bundle, "serial:/dev/ttyS1,115200,oneway", "cpio", &img, &["--compress"]);
+    let key_file = work.join("image.cpio.gz.key");
+    let channel = work.join("channel.out");
+    let console = work.join("console.out");
+    let status = Command::new("timeout")
+        .args(["300", "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-display", "none", "-no-reboot", "-monitor", "none", "-nic", "none", "-kernel"])
+        .arg(kernel())
+        .arg("-initrd")
+        .arg(&img)
+        .args(["-append", "rdinit=/init console=ttyS0 panic=-1"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()))
+        .arg("-serial")
+        .arg(format!("file:{}", channel.display()))
+        .stdin(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "QEMU: {status}");
+    let console_text = String::from_utf8_lossy(&std::fs::read(&console).unwrap()).into_owned();
+    assert!(!console_text.contains("Attempted to kill init"));
+    let recording = std::fs::read(&channel).unwrap();
+
+    // Untouched: verifies.
+    let clean = work.join("clean");
+    let o = collect_file(&channel, &key_file, &clean);
+    assert!(o.status.success(), "{}", text(&o));
+    let clean_sha = sha256sum(&verified_sysroot(&clean));
+    assert_no_init_death(&clean);
+
+    // A wrong key: every frame is rejected, nothing is written as verified.
+    let wrong_key = work.join("wrong.key");
+    std::fs::write(&wrong_key, format!("{}\n", "5a".repeat(32))).unwrap();
+    let wrong = work.join("wrong-key");
+    let o = collect_file(&channel, &wrong_key, &wrong);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(!wrong.join("sysroot.tar.gz").exists());
+
+    // Flipped bytes on the line: recovered from the repeated copies, or a loud failure.
+    let mut flipped = recording.clone();
+    let mut n = 0;
+    let mut at = recording.len() / 10;
+    while at < recording.len() * 9 / 10 {
+        flipped[at] ^= 0x55;
+        n += 1;
+        at += 7919;
+    }
+    assert!(n >= 10, "recording too short to tamper with ({} bytes)", recording.len());
+    let flipped_in = work.join("flipped.out");
+    std::fs::write(&flipped_in, &flipped).unwrap();
+    let out = work.join("flipped");
+    let o = collect_file(&flipped_in, &key_file, &out);
+    let recovered = assert_right_file_or_loud_failure(&o, &out, &clean_sha);
+    eprintln!("flipped {n} bytes: {}", if recovered { "recovered from the repeats" } else { "failed loudly" });
+
+    // A forged frame (another key) carrying altered bytes of the sysroot stream, put before
+    // the genuine one: rejected, the genuine copy is used.
+    let key = Key::from_hex_file(&key_file).unwrap();
+    let mut pos = 0;
+    let mut forged_at = None;
+    while pos < recording.len() {
+        let end = recording[pos..].iter().position(|&b| b == 0).map_or(recording.len(), |i| pos + i);
+        if end > pos {
+            if let Some(raw) = cobs::decode(&recording[pos..end]) {
+                if let Ok(f) = frame::parse(&raw, &key, frame::Direction::AgentToHost) {
+                    if let frame::Message::Data { stream, offset, bytes } = &f.msg {
+                        if *stream >= 2 && bytes.len() > 200 && forged_at.is_none() {
+                            let mut evil = bytes.clone();
+                            for b in evil.iter_mut().take(64) {
+                                *b = b'X';
+                            }
+                            let forged = frame::Frame {
+                                session: f.session,
+                                seq: f.seq,
+                                msg: frame::Message::Data { stream: *stream, offset: *offset, bytes: evil },
+                            };
+                            let mut wire = Vec::new();
+                            frame::encode(&forged, &Key([0x42; 32]), frame::Direction::AgentToHost, &mut wire);
+                            forged_at = Some((pos.saturating_sub(1), wire));
+                        }
+                    }
+                }
+            }
+        }
+        pos = end + 1;
+    }
+    let (insert_at, wire) = forged_at.expect("a data frame of a log or the sysroot in the recording");
+    let mut injected = recording[..insert_at].to_vec();
+    injected.extend_from_slice(&wire);
+    injected.extend_from_slice(&recording[insert_at..]);
+    let injected_in = work.join("injected.out");
+    std::fs::write(&injected_in, &injected).unwrap();
+    let out = work.join("injected");
+    let o = collect_file(&injected_in, &key_file, &out);
+    assert!(o.status.success(), "a rejected forgery must not stop the transfer:\n{}", text(&o));
+    assert_eq!(sha256sum(&verified_sysroot(&out)), clean_sha);
+    assert!(text(&o).contains("authentication tag"), "the forged frame was not reported:\n{}", text(&o));
+}
+
+#[test]
+fn h_container_mode_gives_the_same_sysroot() {
+    if !have_tools() {
+        return;
+    }
+    let _t = Timer::start("h container (unshare)");
+    let reference = verified_sysroot(reference_run());
+    let work = work_dir("x86_64-container");
+    let root = work.join("root");
+    let port = free_port();
+    let channel = format!("tcp:127.0.0.1:{port}");
+    image(debian_stage2(), &bundle("bootstrap/stage3-sysroot.bst"), &channel, "dir", &root, &["--set", DEBIAN_STAGE2_EXCLUDES]);
+    let key = work.join("root.key");
+    let out = work.join("run");
+    let collector = stagehand()
+        .args(["collect", "--listen", &format!("127.0.0.1:{port}"), "--timeout", "300", "--key"])
+        .arg(&key)
+        .arg("--out")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let agent = Command::new("timeout")
+        .args(["300", "unshare", "--user", "--map-root-user", "--pid", "--mount", "--fork", "chroot"])
+        .arg(&root)
+        .arg("/init")
+        .env("STAGEHAND_MODE", "container")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let o = collector.wait_with_output().unwrap();
+    assert!(agent.status.success(), "agent in the container: {}\n{}", agent.status, text(&agent));
+    assert!(o.status.success(), "{}", text(&o));
+    let r = assert_all_built(&out, STAGE3_MODULES);
+    assert_eq!(r["mode"], "container");
+    let tarball = verified_sysroot(&out);
+    assert_eq!(tar_listing(&tarball), tar_listing(&reference), "container vs QEMU listing");
+    assert_debian_tree(&tarball);
+    assert_eq!(sha256sum(&tarball), sha256sum(&reference), "container vs QEMU tarball");
+}
+
+/// Copies guest → host bytes from `from` to `to`, flipping one bit every `every` bytes in
+/// the window [`start`, `end`) and sending a frame forged with another key once, at `start`.
+fn tampering_pump(mut from: impl std::io::Read, mut to: impl std::io::Write, start: usize, end: usize, every: usize) -> (usize, usize) {
+    use stagehand_agent::wire::{auth::Key, frame};
+    let mut seen = 0usize;
+    let mut flips = 0usize;
+    let mut forged = false;
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let chunk = &mut buf[..n];
+        for (i, b) in chunk.iter_mut().enumerate() {
+            let at = seen + i;
+            if at >= start && at < end && (at - start) % every == every - 1 {
+                *b ^= 0x10;
+                flips += 1;
+            }
+        }
+        if !forged && seen + n >= start {
+            let evil = frame::Frame {
+                session: 1,
+                seq: 1_000_000,
+                msg: frame::Message::Data { stream: 2, offset: 0, bytes: b"forged log line\n".to_vec() },
+            };
+            let mut wire = Vec::new();
+            frame::encode(&evil, &Key([0x42; 32]), frame::Direction::AgentToHost, &mut wire);
+            if to.write_all(&wire).is_err() {
+                break;
+            }
+            forged = true;
+        }
+        if to.write_all(chunk).is_err() {
+            break;
+        }
+        seen += n;
+    }
+    (seen, flips)
+}
+
+#[test]
+fn g_live_relay_bit_flips_and_forgery_recover_two_way() {
+    use std::os::unix::net::UnixStream;
+    if !have_tools() {
+        return;
+    }
+    let _t = Timer::start("g tampering (live relay)");
+    let work = work_dir("x86_64-tamper-relay");
+    let img = work.join("image.cpio.gz");
+    let bundle = workspace().join("tests/fixtures/e2e-project/script-bundle");
+    image(busybox_stage2(), &bundle, "serial:/dev/ttyS1,115200", "cpio", &img, &["--compress"]);
+    let key = work.join("image.cpio.gz.key");
+    let port = free_port();
+    let out = work.join("run");
+    let collector = stagehand()
+        .args(["collect", "--listen", &format!("127.0.0.1:{port}"), "--timeout", "300", "--key"])
+        .arg(&key)
+        .arg("--out")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let sock = work.join("channel.sock");
+    // QEMU waits for the relay to connect before it starts the guest: no byte is lost.
+    let mut qemu = Command::new("timeout")
+        .args(["300", "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-display", "none", "-no-reboot", "-monitor", "none", "-nic", "none", "-kernel"])
+        .arg(kernel())
+        .arg("-initrd")
+        .arg(&img)
+        .args(["-append", "rdinit=/init console=ttyS0 panic=-1"])
+        .arg("-serial")
+        .arg(format!("file:{}", work.join("console.log").display()))
+        .arg("-chardev")
+        .arg(format!("socket,id=ch0,path={},server=on,wait=on", sock.display()))
+        .args(["-serial", "chardev:ch0"])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guest = {
+        let t0 = Instant::now();
+        loop {
+            match UnixStream::connect(&sock) {
+                Ok(s) => break s,
+                Err(_) if t0.elapsed() < Duration::from_secs(30) => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => panic!("QEMU's channel socket {}: {e}", sock.display()),
+            }
+        }
+    };
+    let host = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the collector listens");
+    let (g2, h2) = (guest.try_clone().unwrap(), host.try_clone().unwrap());
+    let up = std::thread::spawn(move || tampering_pump(g2, h2, 4096, 200_000, 2500));
+    let down = std::thread::spawn(move || {
+        let (mut h, mut g) = (host, guest);
+        let _ = std::io::copy(&mut h, &mut g);
+    });
+    let qstatus = qemu.wait().unwrap();
+    assert!(qstatus.success(), "QEMU: {qstatus}");
+    let o = collector.wait_with_output().unwrap();
+    let (seen, flips) = up.join().unwrap();
+    drop(down);
+    eprintln!("relay: {seen} bytes from the guest, {flips} bits flipped, one forged frame");
+    assert!(flips >= 10, "too little traffic to tamper with: {seen} bytes");
+    assert!(o.status.success(), "{}", text(&o));
+    let shown = text(&o);
+    assert!(shown.contains("rejected a frame: corrupt frame"), "flipped bits not seen:\n{shown}");
+    assert!(shown.contains("authentication tag"), "forged frame not rejected:\n{shown}");
+    let r = assert_all_built(&out, &["greeting", "count", "blob"]);
+    assert_eq!(r["bundle_kind"], "script");
+    let console = String::from_utf8_lossy(&std::fs::read(work.join("console.log")).unwrap()).into_owned();
+    assert!(!console.contains("Attempted to kill init"));
+    let tarball = verified_sysroot(&out);
+    let busybox_head: Vec<u8> = std::fs::read(busybox_stage2().join("tools/bin/busybox")).unwrap()[..262144].to_vec();
+    assert!(tar_cat(&tarball, "./usr/share/e2e/blob") == busybox_head, "blob differs from the start of busybox");
+    assert_eq!(tar_cat(&tarball, "./usr/share/e2e/words"), b"5\n");
+    assert!(names(&tar_listing(&tarball)).iter().all(|n| !n.contains("forged")));
 }

@@ -24,7 +24,9 @@ if [ -n "$smoke_cases" ]; then
 fi
 
 cargo build -q -p stagehand
-cargo test -p stagehand-e2e --locked -- --test-threads=1 ${E2E_FILTER:+"$E2E_FILTER"} || status=1
+# The scenarios are #[ignore]d so that `cargo test --workspace` (the unit tests) does not
+# boot them; here they all run, one at a time.
+cargo test -p stagehand-e2e --locked -- --include-ignored --test-threads=1 ${E2E_FILTER:+"$E2E_FILTER"} || status=1
 
 echo
 echo "end-to-end wall times:"

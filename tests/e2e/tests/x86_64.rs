@@ -1,7 +1,8 @@
 //! x86_64 end to end: Debian's kernel under `qemu-system-x86_64 -accel tcg`, stage 2 and
 //! stage 3 made by real BuildStream from tests/fixtures/e2e-project, collected by the real
 //! `stagehand`, and checked on the output files: `sha256sum`, `tar -tvf`, report.json.
-//! Run one at a time: `cargo test -p stagehand-e2e --test x86_64 -- --test-threads=1`.
+//! Ignored by a plain `cargo test`; tests/e2e/run.sh runs them one at a time:
+//! `cargo test -p stagehand-e2e --test x86_64 -- --include-ignored --test-threads=1`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -118,6 +119,7 @@ fn reference_run() -> &'static Path {
 }
 
 #[test]
+#[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn a_initramfs_busybox_stage2_channel_on_ttys1() {
     if !have_tools() {
         return;
@@ -172,6 +174,7 @@ fn a_initramfs_busybox_stage2_channel_on_ttys1() {
 }
 
 #[test]
+#[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn b_ext4_initrd_channel_on_a_noisy_console() {
     if !have_tools() {
         return;
@@ -193,6 +196,7 @@ fn b_ext4_initrd_channel_on_a_noisy_console() {
 }
 
 #[test]
+#[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn e_power_cut_in_a_module_resumes_to_the_same_tarball() {
     if !have_tools() {
         return;
@@ -246,6 +250,7 @@ fn e_power_cut_in_a_module_resumes_to_the_same_tarball() {
 }
 
 #[test]
+#[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn f_failing_module_reports_and_powers_off() {
     if !have_tools() {
         return;
@@ -342,6 +347,7 @@ fn assert_right_file_or_loud_failure(o: &std::process::Output, out: &Path, clean
 }
 
 #[test]
+#[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn g_tampered_channel_recording_is_rejected_never_a_wrong_file() {
     use stagehand_agent::wire::{auth::Key, cobs, frame};
     if !have_tools() {
@@ -451,6 +457,7 @@ fn g_tampered_channel_recording_is_rejected_never_a_wrong_file() {
 }
 
 #[test]
+#[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn h_container_mode_gives_the_same_sysroot() {
     if !have_tools() {
         return;
@@ -526,6 +533,7 @@ fn tampering_pump(mut from: impl std::io::Read, mut to: impl std::io::Write, sta
 }
 
 #[test]
+#[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn g_live_relay_bit_flips_and_forgery_recover_two_way() {
     use std::os::unix::net::UnixStream;
     if !have_tools() {

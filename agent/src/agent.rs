@@ -351,6 +351,7 @@ fn pack_and_send(
         excludes: excludes(cfg, bundle.locations()),
         gzip,
         keep_copy: cfg.keep_copy.clone(),
+        clamp_mtime: cfg.clamp_mtime.map(|t| t.min(i64::MAX as u64) as i64),
     };
     report.open_stream(
         SYSROOT_STREAM,

@@ -232,6 +232,10 @@ impl Checkpoint {
         let duration_ms = duration.as_millis() as u64;
         self.state.current = None;
         if outcome.success {
+            // What the module installed must be on disk before the checkpoint says it is
+            // done: after a power cut, a resumed run skips it and relies on its files
+            // (ext4 delays writing file data, the checkpoint is fsynced at once).
+            rustix::fs::sync();
             if index == self.state.completed.len() {
                 self.state.completed.push(CompletedModule {
                     name,

@@ -101,6 +101,7 @@ pub struct Config {
     pub gzip_level: u32,
     pub threads: u32,
     pub keep_copy: Option<PathBuf>,
+    pub clamp_mtime: Option<u64>,
     pub env: BTreeMap<String, String>,
     pub path: String,
     pub one_way_repeats: u32,
@@ -135,6 +136,7 @@ impl Default for Config {
             gzip_level: 6,
             threads: 0,
             keep_copy: None,
+            clamp_mtime: None,
             env: BTreeMap::new(),
             path: DEFAULT_PATH.to_string(),
             one_way_repeats: 2,
@@ -182,6 +184,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("gzip_level", Kind::Number),
     ("threads", Kind::Number),
     ("keep_copy", Kind::Text),
+    ("clamp_mtime", Kind::Number),
     ("env", Kind::Map),
     ("path", Kind::Text),
     ("one_way_repeats", Kind::Number),
@@ -351,6 +354,12 @@ impl Config {
                     Value::Null => None,
                     Value::String(s) if s.is_empty() => None,
                     _ => Some(want_path(v)?),
+                }
+            }
+            "clamp_mtime" => {
+                self.clamp_mtime = match v {
+                    Value::Null => None,
+                    _ => Some(want_u64(v, 0, i64::MAX as u64)?),
                 }
             }
             "env" => {
@@ -631,6 +640,14 @@ mod tests {
     }
 
     #[test]
+    fn clamp_mtime_is_a_number_or_null() {
+        assert_eq!(apply(r#"{"clamp_mtime":1320937200}"#).0.clamp_mtime, Some(1320937200));
+        assert_eq!(apply(r#"{"clamp_mtime":1,"clamp_mtime":null}"#).0.clamp_mtime, None);
+        let (c, w) = apply(r#"{"clamp_mtime":"yesterday"}"#);
+        assert_eq!((c.clamp_mtime, w.len()), (None, 1));
+    }
+
+    #[test]
     fn a_full_file_sets_every_key() {
         let (c, w) = apply(
             r#"{"mode":"pid1","target":"armv8l64","bundle":"/b","bundle_kind":"buildstream",
@@ -638,7 +655,7 @@ mod tests {
             "modules":["e1000","virtio_blk"],"ip":"10.0.2.15::10.0.2.2:255.255.255.0::eth0:off",
             "nameserver":["10.0.2.3"],"hostname":"board-1","remount_rw":true,"state_dir":"/s","logs_dir":"/l",
             "exclude":["/proc","/tmp"],"exclude_defaults":false,"compression":"none","gzip_level":9,"threads":4,
-            "keep_copy":"/keep.tar","env":{"MAKEFLAGS":"-j2"},"path":"/bin","one_way_repeats":3,
+            "keep_copy":"/keep.tar","clamp_mtime":1320937200,"env":{"MAKEFLAGS":"-j2"},"path":"/bin","one_way_repeats":3,
             "quiet_console":false,"max_log_bytes":1000,"console":"/dev/ttyS0","shell":"/bin/bash","stop_grace_secs":3}"#,
         );
         assert_eq!(w, Vec::<String>::new());
@@ -651,6 +668,7 @@ mod tests {
         assert!(c.remount_rw && !c.exclude_defaults && !c.quiet_console);
         assert_eq!((c.gzip_level, c.threads, c.one_way_repeats, c.max_log_bytes), (9, 4, 3, 1000));
         assert_eq!(c.keep_copy, Some(PathBuf::from("/keep.tar")));
+        assert_eq!(c.clamp_mtime, Some(1320937200));
         assert_eq!(c.env.get("MAKEFLAGS").map(String::as_str), Some("-j2"));
         assert_eq!(c.compression, Compression::None);
         assert!(matches!(c.ip_config(), Some(netcfg::IpConfig::Static(_))));

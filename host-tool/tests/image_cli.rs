@@ -130,6 +130,12 @@ fn ext4_image_has_init() {
     assert!(init.contains("100755"), "{init}");
     let cat = std::process::Command::new(debugfs).args(["-R", "cat /etc/stagehand/agent.json"]).arg(i.p("root.img")).output().unwrap();
     assert!(String::from_utf8_lossy(&cat.stdout).contains("\"target\": \"x86_64\""));
+    // Every group's inode table is zeroed already: no lazy init left for the guest.
+    let dumpe2fs = if Path::new("/sbin/dumpe2fs").exists() { "/sbin/dumpe2fs" } else { "dumpe2fs" };
+    let groups = std::process::Command::new(dumpe2fs).arg(i.p("root.img")).output().unwrap();
+    let groups = String::from_utf8_lossy(&groups.stdout);
+    let flags: Vec<&str> = groups.lines().filter(|l| l.starts_with("Group ") && l.contains(": (Blocks")).collect();
+    assert!(!flags.is_empty() && flags.iter().all(|l| l.contains("ITABLE_ZEROED")), "{}", flags.join("\n"));
 }
 
 #[test]

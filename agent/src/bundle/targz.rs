@@ -146,7 +146,11 @@ pub(crate) fn open(
         }
     };
     if !done {
-        let write = std::fs::create_dir_all(&host_work).and_then(|_| std::fs::write(&marker, b""));
+        // The marker says the unpacked files are complete: they must reach the disk first,
+        // or a power cut leaves the marker with empty files (ext4 writes file data late).
+        rustix::fs::sync();
+        let write = std::fs::create_dir_all(&host_work)
+            .and_then(|_| crate::checkpoint::write_atomically(&marker, b""));
         if let Err(e) = write {
             bundle.warnings.push(format!(
                 "cannot write {}: {e}: the bundle will be unpacked again on the next boot",

@@ -57,6 +57,10 @@ pub struct PackOptions {
     pub gzip: Option<GzipOptions>,
     /// Also write the archive to this file (from here). It is left out of the archive.
     pub keep_copy: Option<PathBuf>,
+    /// Mtimes later than this (seconds since the epoch) are written as this, like GNU tar's
+    /// `--clamp-mtime --mtime=@SOURCE_DATE_EPOCH`: the same build packs to the same bytes
+    /// whenever it ran, resumed or not.
+    pub clamp_mtime: Option<i64>,
 }
 
 impl PackOptions {
@@ -66,6 +70,7 @@ impl PackOptions {
             excludes: Excludes::defaults(),
             gzip: None,
             keep_copy: None,
+            clamp_mtime: None,
         }
     }
 }
@@ -128,6 +133,7 @@ struct Walker<'p> {
     root: PathBuf,
     excludes: Excludes,
     links: HashMap<(u64, u64), Vec<u8>>,
+    clamp_mtime: Option<i64>,
     link_pending: Option<(u64, u64)>,
     buf: Vec<u8>,
     tree_bytes: u64,
@@ -199,7 +205,10 @@ impl Walker<'_> {
             uid: meta.uid() as u64,
             gid: meta.gid() as u64,
             size: 0,
-            mtime: meta.mtime(),
+            mtime: match self.clamp_mtime {
+                Some(limit) => meta.mtime().min(limit),
+                None => meta.mtime(),
+            },
             link: b"",
             dev: None,
         };
@@ -362,6 +371,7 @@ pub fn pack(
             root: opts.root.clone(),
             excludes,
             links: HashMap::new(),
+            clamp_mtime: opts.clamp_mtime,
             link_pending: None,
             buf: vec![0u8; READ_BUF],
             tree_bytes: 0,

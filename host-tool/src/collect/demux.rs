@@ -352,6 +352,13 @@ impl Demux {
                 if !self.replaying && matches!(kind, StreamKind::File { .. }) {
                     let _ = std::fs::remove_file(self.out.join(&path));
                 }
+                // report.json names the log as soon as the module starts: a module that
+                // prints nothing still has its (empty) file.
+                if !self.replaying && matches!(kind, StreamKind::ModuleLog { .. }) {
+                    let p = self.out.join(&path);
+                    std::fs::OpenOptions::new().create(true).append(true).open(&p)
+                        .with_context(|| format!("cannot write {}", p.display()))?;
+                }
                 self.state.streams.entry(*stream).or_insert(StreamSink { path, kind: kind.clone(), written: 0, ended: None });
                 for (offset, bytes) in self.state.pending.remove(stream).unwrap_or_default() {
                     self.write_stream(*stream, offset, &bytes)?;
@@ -496,6 +503,20 @@ pub mod tests {
             // The last log ends after the final event: the run is over only then.
             Incoming::StreamEnd { stream: 3, len: 13, sha256: crate::util::to_hex(&Sha256::digest(b"building gcc\n")), verified: true },
         ]
+    }
+
+    #[test]
+    fn a_module_that_prints_nothing_still_has_its_log_file() {
+        let d = tempfile::tempdir().unwrap();
+        let mut demux = Demux::new(d.path(), "console.log", None).unwrap();
+        let mut events = Vec::new();
+        events.extend(Event::Plan { bundle_kind: "script".into(), modules: vec!["quiet".into()], completed: vec![] }.to_line());
+        events.extend(Event::StreamOpened { stream: 2, kind: StreamKind::ModuleLog { module: "quiet".into() } }.to_line());
+        events.extend(Event::ModuleStarted { index: 0, total: 1, name: "quiet".into() }.to_line());
+        demux.handle(Incoming::Data { stream: 0, offset: 0, bytes: events }).unwrap();
+        demux.handle(Incoming::StreamEnd { stream: 2, len: 0, sha256: crate::util::to_hex(&Sha256::digest(b"")), verified: true }).unwrap();
+        let log = demux.report().modules[0].log.clone().expect("report names the log");
+        assert_eq!(std::fs::read(d.path().join(log)).unwrap(), b"");
     }
 
     #[test]

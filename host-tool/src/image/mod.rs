@@ -335,7 +335,10 @@ pub fn write_format(root: &Path, format: Format, out: &Path, compress: bool, siz
             };
             let out_abs = crate::util::absolute(out);
             let status = std::process::Command::new(mke2fs)
-                .args(["-q", "-F", "-t", "ext4", "-d"])
+                // Inode tables zeroed here, not by the guest kernel's ext4lazyinit thread:
+                // under TCG that thread competes with the build, and when the agent powers
+                // off it is cut short ("I/O error, dev vda ... WRITE_ZEROES").
+                .args(["-q", "-F", "-t", "ext4", "-E", "lazy_itable_init=0", "-d"])
                 .arg(root)
                 .arg(&out_abs)
                 .arg(format!("{}k", bytes / 1024))

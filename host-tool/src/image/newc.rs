@@ -94,6 +94,10 @@ pub fn write_tree<W: Write>(root: &Path, out: W) -> Result<W> {
     let paths = sorted_tree(root)?;
     let has_dev = root.join("dev").is_dir();
     let has_console = std::fs::symlink_metadata(root.join("dev/console")).is_ok();
+    // The root itself, as `find . | cpio -o` writes it: without it the kernel's rootfs keeps
+    // its own mode (1777), and a sysroot packed from the booted initramfs inherits that.
+    let root_meta = std::fs::metadata(root).with_context(|| format!("cannot read {}", root.display()))?;
+    w.entry(".", S_IFDIR | (root_meta.permissions().mode() & 0o7777), root_meta.mtime().clamp(0, u32::MAX as i64) as u32, (0, 0), &[])?;
     if !has_dev {
         w.entry("dev", S_IFDIR | 0o755, 0, (0, 0), &[])?;
     }
@@ -169,6 +173,16 @@ mod tests {
         let console = text.find("dev/console\0").unwrap();
         let etc = text.find("etc\0").unwrap();
         assert!(dev < console && console < etc);
+    }
+
+    #[test]
+    fn the_root_entry_comes_first_with_the_tree_mode() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(d.path().join("init"), b"x").unwrap();
+        let entries = read_back(&write_tree(d.path(), Vec::new()).unwrap());
+        assert_eq!(entries[0].0, ".");
+        assert_eq!(entries[0].1, S_IFDIR | 0o755);
     }
 
     /// Read every entry back with an independent newc reader.

@@ -59,3 +59,5 @@ pub fn sha256sum(file: &Path) -> String {
     let out = run(Command::new("sha256sum").arg(file));
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
+
+pub mod x86;

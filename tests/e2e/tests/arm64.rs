@@ -7,6 +7,7 @@
 use stagehand_e2e::cross::{self, ARMV8L64};
 
 #[test]
+#[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn arm64_virtio_serial_channel_apart_from_the_console() {
     if !cross::ready(&ARMV8L64) {
         return;
@@ -30,6 +31,7 @@ fn arm64_virtio_serial_channel_apart_from_the_console() {
 }
 
 #[test]
+#[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn arm64_channel_shared_with_the_console() {
     if !cross::ready(&ARMV8L64) {
         return;
@@ -47,6 +49,7 @@ fn arm64_channel_shared_with_the_console() {
 }
 
 #[test]
+#[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn arm64_tcp_over_virtio_net() {
     if !cross::ready(&ARMV8L64) {
         return;

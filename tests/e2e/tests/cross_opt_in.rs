@@ -23,16 +23,19 @@ fn scenario(c: &Cross, channel: &str, image_channel: &str, extra: &[&str]) {
 }
 
 #[test]
+#[ignore = "opt-in (STAGEHAND_E2E_CROSS=1): needs scripts/setup.sh --cross-all"]
 fn ppc64l_console() {
     scenario(&PPC64L, "console", "console", &["--memory", "1024"]);
 }
 
 #[test]
+#[ignore = "opt-in (STAGEHAND_E2E_CROSS=1): needs scripts/setup.sh --cross-all"]
 fn ppc64l_second_spapr_vty() {
     scenario(&PPC64L, "serial", "serial:/dev/hvc1", &["--memory", "1024"]);
 }
 
 #[test]
+#[ignore = "opt-in (STAGEHAND_E2E_CROSS=1): needs scripts/setup.sh --cross-all"]
 fn ppc64l_tcp_over_spapr_vlan() {
     scenario(
         &PPC64L,
@@ -43,16 +46,19 @@ fn ppc64l_tcp_over_spapr_vlan() {
 }
 
 #[test]
+#[ignore = "opt-in (STAGEHAND_E2E_CROSS=1): needs scripts/setup.sh --cross-all"]
 fn armv7lhf_console() {
     scenario(&ARMV7LHF, "console", "console", &[]);
 }
 
 #[test]
+#[ignore = "opt-in (STAGEHAND_E2E_CROSS=1): needs scripts/setup.sh --cross-all"]
 fn armv7lhf_virtio_serial() {
     scenario(&ARMV7LHF, "serial", "serial:/dev/vport0p1", &[]);
 }
 
 #[test]
+#[ignore = "opt-in (STAGEHAND_E2E_CROSS=1): needs scripts/setup.sh --cross-all"]
 fn armv7lhf_tcp_over_virtio_net() {
     scenario(&ARMV7LHF, "tcp", "tcp:10.0.2.2:7000", &["--port", "0"]);
 }

@@ -6,6 +6,7 @@ use stagehand_e2e::cache_dir;
 use stagehand_e2e::cross::{self, X86_64};
 
 #[test]
+#[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn x86_64_tcp_with_e1000_loaded_by_the_agent() {
     if !cross::ready(&X86_64) {
         return;

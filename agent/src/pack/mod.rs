@@ -398,9 +398,7 @@ pub fn pack(
             }
             Some(g) => {
                 let threads = if g.threads == 0 {
-                    std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(1)
+                    usable_cpus()
                 } else {
                     g.threads
                 };
@@ -470,4 +468,30 @@ impl Write for CountingRef<'_, '_> {
 /// Path helper for callers: exclusion pattern for a path inside the root.
 pub fn pattern_for(path: &Path) -> String {
     format!("/{}", path.strip_prefix("/").unwrap_or(path).display())
+}
+
+/// CPUs this process may run on. Not `std::thread::available_parallelism`, whose cgroup
+/// quota parsing is kilobytes of code for a case (a CPU-limited container) where it
+/// would only lower the number of gzip workers.
+fn usable_cpus() -> usize {
+    // SAFETY: cpu_set_t is plain data; the kernel writes at most its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
+            (libc::CPU_COUNT(&set) as usize).max(1)
+        } else {
+            1
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn usable_cpus_counts_what_the_process_may_use() {
+        let n = super::usable_cpus();
+        assert!(n >= 1);
+        let configured = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) };
+        assert!(n as i64 <= configured as i64, "{n} usable of {configured} configured CPUs");
+    }
 }

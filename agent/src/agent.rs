@@ -117,7 +117,22 @@ pub fn run(loaded: Loaded) -> ! {
     report.say(&format!("{}; then {}", outcome.summary(), then.name()));
     if let Some(up) = report.uplink() {
         match up.finish(FINISH_TIMEOUT) {
-            Ok(stats) => report.say(&format!("uplink done: {stats:?}")),
+            Ok(s) => report.say(&format!(
+                "uplink done: {} frames ({} data, {} again), {} bytes on the line, frames of {} bytes, \
+                 {} acks, {} link resets, {} rejected, host saw {} good / {} bad, \
+                 bit error rate ~{} per billion",
+                s.frames_sent,
+                s.data_frames_sent,
+                s.retransmitted,
+                s.wire_bytes_sent,
+                s.frame_size,
+                s.acks_received,
+                s.link_resets,
+                s.rejected,
+                s.host_good,
+                s.host_bad,
+                (s.ber_estimate * 1e9) as u64
+            )),
             Err(e) => report.say(&format!("uplink: {e}")),
         }
     }
@@ -295,7 +310,7 @@ fn run_build(sys: &dyn Sys, loaded: &Loaded, report: &Report) -> Finish {
     match pack_and_send(sys, cfg, &*bundle, report, &uplink) {
         Ok(message) => Finish {
             outcome: Outcome::Success,
-            message: format!("{message} in {:.1} s", started.elapsed().as_secs_f64()),
+            message: format!("{message} in {} s", Tenths(started.elapsed())),
             failed_module: None,
             log_tail: None,
         },
@@ -395,11 +410,11 @@ fn pack_and_send(
         sha256: packed.sha256.clone(),
     });
     Ok(format!(
-        "packed {} entries, {} bytes of tree into {} bytes in {:.1} s, sha256 {}",
+        "packed {} entries, {} bytes of tree into {} bytes in {} s, sha256 {}",
         packed.entries,
         packed.tree_bytes,
         packed.archive_bytes,
-        t0.elapsed().as_secs_f64(),
+        Tenths(t0.elapsed()),
         packed.sha256
     ))
 }
@@ -475,7 +490,7 @@ impl BuildObserver for Observer<'_> {
             duration_ms: duration.as_millis() as u64,
         });
         let how = if outcome.success { "done".to_string() } else { describe_failure(outcome) };
-        self.report.say(&format!("module {}: {name}: {how} in {:.1} s", index + 1, duration.as_secs_f64()));
+        self.report.say(&format!("module {}: {name}: {how} in {} s", index + 1, Tenths(duration)));
     }
 
     fn resumed(&mut self, index: usize, name: &str, previous_boots: u32) {
@@ -493,5 +508,30 @@ fn describe_failure(outcome: &ModuleOutcome) -> String {
         (_, Some(sig)) => format!("killed by signal {sig}"),
         (Some(code), _) => format!("failed with exit status {code}"),
         _ => "failed".to_string(),
+    }
+}
+
+/// Seconds with one decimal, as `{:.1}` would print them, without float formatting (whose
+/// code is a sizeable part of a small static binary).
+struct Tenths(std::time::Duration);
+
+impl std::fmt::Display for Tenths {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tenths = (self.0.as_millis() + 50) / 100;
+        write!(f, "{}.{}", tenths / 10, tenths % 10)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tenths;
+    use std::time::Duration;
+
+    #[test]
+    fn tenths_print_like_one_decimal_float_formatting() {
+        for ms in [0u64, 49, 50, 949, 950, 999, 1_000, 61_234, 3_600_049, 86_400_951] {
+            let d = Duration::from_millis(ms);
+            assert_eq!(Tenths(d).to_string(), format!("{:.1}", (ms as f64 / 1000.0 + 1e-9)), "{ms} ms");
+        }
     }
 }

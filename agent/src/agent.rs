@@ -517,7 +517,7 @@ struct Tenths(std::time::Duration);
 
 impl std::fmt::Display for Tenths {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tenths = (self.0.as_millis() + 50) / 100;
+        let tenths = (self.0.as_secs() * 1000 + u64::from(self.0.subsec_millis()) + 50) / 100;
         write!(f, "{}.{}", tenths / 10, tenths % 10)
     }
 }

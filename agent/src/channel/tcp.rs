@@ -48,9 +48,9 @@ fn connect_with_backoff(host: &str, port: u16, patience: Duration) -> io::Result
                 return Err(io::Error::new(
                     e.kind(),
                     format!(
-                        "cannot connect to tcp:{host}:{port} after {attempts} attempts in {:.0?} ({e}): \
+                        "cannot connect to tcp:{host}:{port} after {attempts} attempts in {} ms ({e}): \
                          is the host listening, and is the guest's network up?",
-                        start.elapsed()
+                        start.elapsed().as_millis() as u64
                     ),
                 ))
             }

@@ -234,7 +234,7 @@ impl UplinkHandle {
             let why = why.map(|w| format!(" (last error: {w})")).unwrap_or_default();
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
-                format!("uplink over {}: the host did not receive everything within {timeout:?}{why}; is `stagehand collect` running?", self.0.describe),
+                format!("uplink over {}: the host did not receive everything within {} s{why}; is `stagehand collect` running?", self.0.describe, timeout.as_secs()),
             ))
         }
     }

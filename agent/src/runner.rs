@@ -612,6 +612,18 @@ impl Tail {
     }
 }
 
+/// Modules read nothing: `/dev/null`, or where it cannot be had (a fresh chroot's empty
+/// `/dev`, a user namespace that may not make device nodes) a pipe that is already at EOF.
+fn empty_stdin() -> Stdio {
+    if let Ok(null) = std::fs::File::open("/dev/null") {
+        return Stdio::from(null);
+    }
+    match rustix::pipe::pipe() {
+        Ok((reader, _writer)) => Stdio::from(reader),
+        Err(_) => Stdio::null(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -628,17 +640,5 @@ mod tests {
         let mut t = Tail::default();
         t.push(&vec![b'x'; 10_000]);
         assert_eq!(t.text().len(), TAIL_BYTES);
-    }
-}
-
-/// Modules read nothing: `/dev/null`, or where it cannot be had (a fresh chroot's empty
-/// `/dev`, a user namespace that may not make device nodes) a pipe that is already at EOF.
-fn empty_stdin() -> Stdio {
-    if let Ok(null) = std::fs::File::open("/dev/null") {
-        return Stdio::from(null);
-    }
-    match rustix::pipe::pipe() {
-        Ok((reader, _writer)) => Stdio::from(reader),
-        Err(_) => Stdio::null(),
     }
 }

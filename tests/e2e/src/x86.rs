@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use crate::{cache_dir, run, workspace};
+use crate::{run, workspace};
 
 /// BuildStream source bundles export this; the images clamp mtimes to it.
 pub const SOURCE_DATE_EPOCH: u64 = 1_320_937_200;

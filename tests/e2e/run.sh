@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end suite (scripts/test.sh runs it after the unit tests):
 #   1. quick boot smoke cases of tests/e2e/boot-smoke.sh (x86_64 initramfs and ext4 with
-#      Debian's initrd, arm64 console): the boot paths work before any scenario uses them;
+#      Debian's initrd, an NFSv4 root from a user-space server on loopback, a 9p host
+#      folder, arm64 console): the boot paths work before any scenario uses them;
 #   2. every scenario of the stagehand-e2e crate (tests/e2e/tests/*.rs), one at a time.
 # Prints the wall time of each scenario and of the whole suite.
 # Env: SMOKE_CASES (default below; empty: none), E2E_FILTER (a cargo test name filter),
@@ -10,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 start=$SECONDS
-smoke_cases=${SMOKE_CASES-"initramfs-serial ext4-console arm64-console"}
+smoke_cases=${SMOKE_CASES-"initramfs-serial ext4-console nfs4-own-mount 9p-folder arm64-console"}
 times=target/e2e/times.txt
 mkdir -p target/e2e
 rm -f "$times"

@@ -19,6 +19,7 @@ const USAGE: &str = "usage: stagehand-bench COMMAND
   serial-sysroot TREE                        gzip ratio of TREE x simulated goodput of its tarball
   serial-lrzsz CASE [--size B] [--limit S]   sz/rz on the real-time relay (CASE: clean, ber1e-5, ber1e-4, drop1e-4)
   serial-relay CASE [--size B] [--limit S]   the agent's uplink on the same relay
+  network-inprocess TREE [--gzip [--level L] [--threads N]]  pack -> uplink -> loopback TCP -> receiver thread
   levels TREE [--limit BYTES]                deflate speed and size per level vs gzip -6, pigz -6
   first-frame [--runs N] -- CMD...           spawn CMD (env STAGEHAND_CHANNEL=tcp:127.0.0.1:PORT) until its first byte
   exit-time [--runs N] -- CMD...             spawn CMD until it exits (the baseline of first-frame)
@@ -104,6 +105,16 @@ fn run(args: &[String]) -> io::Result<()> {
             } else {
                 serial::stagehand_relay(size, faults, limit, seed)?;
             }
+        }
+        "network-inprocess" => {
+            let tree = PathBuf::from(positional(rest, 0)?);
+            let threads = opt(rest, "--threads", 0usize)?;
+            let level = opt(rest, "--level", 6u8)?;
+            let gzip = rest.iter().any(|a| a == "--gzip").then_some(GzipOptions { level, threads });
+            let out = std::env::temp_dir().join(format!("stagehand-bench-net-{}", std::process::id()));
+            let r = packing::tcp_inprocess(&tree, gzip, &out);
+            let _ = std::fs::remove_file(&out);
+            r?;
         }
         "levels" => {
             let tree = PathBuf::from(positional(rest, 0)?);

@@ -60,3 +60,85 @@ pub fn levels(root: &Path, limit: usize) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// The agent's pack → uplink over a real loopback TCP socket → the host's receiver in
+/// another thread, writing the file. No namespaces, no collect UI: the protocol path alone.
+pub fn tcp_inprocess(root: &Path, gzip: Option<GzipOptions>, out: &Path) -> io::Result<()> {
+    use stagehand_agent::channel::tcp::TcpTransport;
+    use stagehand_agent::wire::receiver::{Receiver, RxEvent};
+    use stagehand_agent::wire::uplink::Uplink;
+    use stagehand_agent::wire::{Key, Priority};
+    use std::net::TcpListener;
+    use std::time::Duration;
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    let key = Key([5; 32]);
+    let out_path = out.to_path_buf();
+    let host_key = key.clone();
+    let host = std::thread::spawn(move || -> io::Result<(u64, bool, f64, Instant)> {
+        let (mut conn, _) = listener.accept()?;
+        conn.set_read_timeout(Some(Duration::from_millis(5)))?;
+        let mut file = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out_path)?);
+        let mut rx = Receiver::new(host_key);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut busy = 0.0;
+        let mut ended = None;
+        // Serve until the agent hangs up: it needs the acks of its last frames.
+        loop {
+            let n = match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => 0,
+                Err(_) => break,
+            };
+            let t = Instant::now();
+            for ev in rx.handle_input(&buf[..n], Instant::now()) {
+                match ev {
+                    RxEvent::Data { stream: 2, bytes, .. } => file.write_all(&bytes)?,
+                    RxEvent::StreamEnd { stream: 2, len, verified, .. } => {
+                        file.flush()?;
+                        ended = Some((len, verified, Instant::now()));
+                    }
+                    _ => {}
+                }
+            }
+            while let Some(ack) = rx.poll_transmit(Instant::now()) {
+                if conn.write_all(&ack).is_err() {
+                    break;
+                }
+            }
+            busy += t.elapsed().as_secs_f64();
+        }
+        let (len, verified, at) = ended.ok_or_else(|| io::Error::other("the stream did not end"))?;
+        Ok((len, verified, busy, at))
+    });
+    let t0 = Instant::now();
+    let transport = TcpTransport::connect("127.0.0.1", port, Duration::from_secs(5))?;
+    let uplink = Uplink::start(Box::new(transport), key, b"{}".to_vec())?;
+    uplink.open(2, Priority::Bulk);
+    let mut opts = PackOptions::new(root);
+    opts.gzip = gzip.clone();
+    let mut w = uplink.writer(2);
+    let rep = pack::pack(&opts, &mut w, &mut |_, _| {}).map_err(|e| io::Error::other(e.0))?;
+    uplink.close(2)?;
+    let packed = t0.elapsed().as_secs_f64();
+    let stats = uplink.finish(Duration::from_secs(120))?;
+    drop(uplink);
+    let (len, verified, busy, ended) = host.join().map_err(|_| io::Error::other("host thread panicked"))??;
+    println!(
+        "network-inprocess {}: {} bytes in {:.2} s (packed in {:.2} s), verified {verified}, host busy {:.2} s, frames {}, retransmitted {}, last frame size {}",
+        match &gzip {
+            None => "none".to_string(),
+            Some(g) => format!("gzip{}-threads{}", g.level, g.threads),
+        },
+        len,
+        ended.duration_since(t0).as_secs_f64(),
+        packed,
+        busy,
+        stats.data_frames_sent,
+        stats.retransmitted,
+        stats.frame_size
+    );
+    let _ = rep;
+    Ok(())
+}

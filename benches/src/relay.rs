@@ -99,8 +99,13 @@ pub fn spawn_direction(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
+            // The line clock runs on from where it was unless the line really went idle:
+            // a late wake-up of this thread must not count as idle line time.
             let now = Instant::now();
-            line_free = line_free.max(now) + Duration::from_secs_f64(n as f64 / rate as f64);
+            if now > line_free + Duration::from_millis(2) {
+                line_free = now;
+            }
+            line_free += Duration::from_secs_f64(n as f64 / rate as f64);
             if let Some(d) = line_free.checked_duration_since(Instant::now()) {
                 std::thread::sleep(d);
             }

@@ -116,6 +116,19 @@ fn run(args: &[String]) -> io::Result<()> {
             let _ = std::fs::remove_file(&out);
             r?;
         }
+        "host" => {
+            // A minimal host for the real agent: `host PORT KEYFILE`, prints when the file
+            // stream (2) ended.
+            let port: u16 = positional(rest, 0)?.parse().map_err(|_| io::Error::other("PORT"))?;
+            let key = stagehand_agent::wire::Key::from_hex_file(std::path::Path::new(positional(rest, 1)?))?;
+            let listener = TcpListener::bind(("127.0.0.1", port))?;
+            let t0 = Instant::now();
+            let out = std::env::temp_dir().join(format!("stagehand-bench-host-{}", std::process::id()));
+            let r = packing::minimal_host(listener, key, 2, &out);
+            let _ = std::fs::remove_file(&out);
+            let (len, verified, busy, at) = r?;
+            println!("host: stream 2 ended: {len} bytes, verified {verified}, {:.2} s after listening, busy {busy:.2} s", at.duration_since(t0).as_secs_f64());
+        }
         "levels" => {
             let tree = PathBuf::from(positional(rest, 0)?);
             packing::levels(&tree, opt(rest, "--limit", 96usize << 20)?)?;

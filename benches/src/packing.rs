@@ -65,7 +65,6 @@ pub fn levels(root: &Path, limit: usize) -> io::Result<()> {
 /// another thread, writing the file. No namespaces, no collect UI: the protocol path alone.
 pub fn tcp_inprocess(root: &Path, gzip: Option<GzipOptions>, out: &Path) -> io::Result<()> {
     use stagehand_agent::channel::tcp::TcpTransport;
-    use stagehand_agent::wire::receiver::{Receiver, RxEvent};
     use stagehand_agent::wire::uplink::Uplink;
     use stagehand_agent::wire::{Key, Priority};
     use std::net::TcpListener;
@@ -75,43 +74,7 @@ pub fn tcp_inprocess(root: &Path, gzip: Option<GzipOptions>, out: &Path) -> io::
     let key = Key([5; 32]);
     let out_path = out.to_path_buf();
     let host_key = key.clone();
-    let host = std::thread::spawn(move || -> io::Result<(u64, bool, f64, Instant)> {
-        let (mut conn, _) = listener.accept()?;
-        conn.set_read_timeout(Some(Duration::from_millis(5)))?;
-        let mut file = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out_path)?);
-        let mut rx = Receiver::new(host_key);
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut busy = 0.0;
-        let mut ended = None;
-        // Serve until the agent hangs up: it needs the acks of its last frames.
-        loop {
-            let n = match conn.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => 0,
-                Err(_) => break,
-            };
-            let t = Instant::now();
-            for ev in rx.handle_input(&buf[..n], Instant::now()) {
-                match ev {
-                    RxEvent::Data { stream: 2, bytes, .. } => file.write_all(&bytes)?,
-                    RxEvent::StreamEnd { stream: 2, len, verified, .. } => {
-                        file.flush()?;
-                        ended = Some((len, verified, Instant::now()));
-                    }
-                    _ => {}
-                }
-            }
-            while let Some(ack) = rx.poll_transmit(Instant::now()) {
-                if conn.write_all(&ack).is_err() {
-                    break;
-                }
-            }
-            busy += t.elapsed().as_secs_f64();
-        }
-        let (len, verified, at) = ended.ok_or_else(|| io::Error::other("the stream did not end"))?;
-        Ok((len, verified, busy, at))
-    });
+    let host = std::thread::spawn(move || minimal_host(listener, host_key, 2, &out_path));
     let t0 = Instant::now();
     let transport = TcpTransport::connect("127.0.0.1", port, Duration::from_secs(5))?;
     let uplink = Uplink::start(Box::new(transport), key, b"{}".to_vec())?;
@@ -142,3 +105,50 @@ pub fn tcp_inprocess(root: &Path, gzip: Option<GzipOptions>, out: &Path) -> io::
     let _ = rep;
     Ok(())
 }
+
+/// The host side without the collect UI: follows `stream` into `out`, acks at once after
+/// every read; serves until the agent hangs up. (len, verified, busy seconds, end time).
+pub fn minimal_host(
+    listener: std::net::TcpListener,
+    host_key: stagehand_agent::wire::Key,
+    stream: u32,
+    out_path: &Path,
+) -> io::Result<(u64, bool, f64, Instant)> {
+    use stagehand_agent::wire::receiver::{Receiver, RxEvent};
+    use std::time::Duration;
+        let (mut conn, _) = listener.accept()?;
+        conn.set_read_timeout(Some(Duration::from_millis(5)))?;
+        let mut file = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out_path)?);
+        let mut rx = Receiver::new(host_key);
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut busy = 0.0;
+        let mut ended = None;
+        // Serve until the agent hangs up: it needs the acks of its last frames.
+        loop {
+            let n = match conn.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => 0,
+                Err(_) => break,
+            };
+            let t = Instant::now();
+            for ev in rx.handle_input(&buf[..n], Instant::now()) {
+                match ev {
+                    RxEvent::Data { stream: s, bytes, .. } if s == stream => file.write_all(&bytes)?,
+                    RxEvent::StreamEnd { stream: s, len, verified, .. } if s == stream => {
+                        file.flush()?;
+                        ended = Some((len, verified, Instant::now()));
+                    }
+                    _ => {}
+                }
+            }
+            while let Some(ack) = rx.poll_transmit(Instant::now()) {
+                if conn.write_all(&ack).is_err() {
+                    break;
+                }
+            }
+            busy += t.elapsed().as_secs_f64();
+        }
+        let (len, verified, at) = ended.ok_or_else(|| io::Error::other("the stream did not end"))?;
+        Ok((len, verified, busy, at))
+    }

@@ -101,7 +101,18 @@ stagehand_tcp() { # NAME TREE SETTING...
   wait "$cpid" || { tail -n 5 "$work/collect-$name.log"; echo "network $name: collect failed"; return; }
   t1=$(date +%s.%N)
   local f; f=$(ls "$work/collect-$name"/sysroot.tar* | grep -v sha256 | head -n 1)
-  printf 'network %-28s %7.2f s  %11d bytes\n' "$name" "$(echo "$t1 - $t0" | bc)" "$(stat -c %s "$f")"
+  record "$name" "$(echo "$t1 - $t0" | bc)" "$(stat -c %s "$f")"
+}
+
+# Best time of each network case, for the ratios at the end.
+declare -A best
+record() { # NAME SECONDS BYTES
+  printf 'network %-28s %7.2f s  %11d bytes\n' "$1" "$2" "$3"
+  if [ -z "${best[$1]:-}" ] || [ "$(echo "$2 < ${best[$1]}" | bc)" = 1 ]; then best[$1]=$2; fi
+}
+ratio() { # NAME PEER TARGET
+  printf 'network ratio %-26s / %-14s = %5.2f (best %.2f s / %.2f s; target <= %s)\n' "$1" "$2" \
+    "$(echo "scale=4; ${best[$1]} / ${best[$2]}" | bc)" "${best[$1]}" "${best[$2]}" "$3"
 }
 
 # tar | FILTER | nc → nc -l on loopback.
@@ -115,12 +126,13 @@ tar_nc() { # NAME FILTER
   tar -C "$tree" --numeric-owner "${tar_excludes[@]}" -cf - . | $filter | nc -N 127.0.0.1 "$port"
   wait "$npid"
   t1=$(date +%s.%N)
-  printf 'network %-28s %7.2f s  %11d bytes\n' "$name" "$(echo "$t1 - $t0" | bc)" "$(stat -c %s "$work/nc-$name.out")"
+  record "$name" "$(echo "$t1 - $t0" | bc)" "$(stat -c %s "$work/nc-$name.out")"
   rm -f "$work/nc-$name.out"
 }
 
 if want machine; then
   say "machine"
+  echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg) (the machine may be shared)"
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(git rev-parse --short HEAD)"
   echo "nproc: $(nproc); cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); memory: $(free -m | awk '/Mem:/ {print $2}') MiB"
   echo "kernel: $(uname -r); rustc: $(rustc --version); lrzsz: $(sz --version 2>&1 | head -n 1); gzip: $(gzip --version | head -n 1); pigz: $(pigz --version 2>&1)"
@@ -159,6 +171,9 @@ if want network; then
     tar_nc "tar|pigz-6|nc" "pigz -6"
     stagehand_tcp "stagehand-gzip6-threads2" "$tree" STAGEHAND_COMPRESSION=gzip STAGEHAND_GZIP_LEVEL=6 STAGEHAND_THREADS=2
   done
+  ratio stagehand-none "tar|nc" 1.10
+  ratio stagehand-gzip6-threads1 "tar|gzip-6|nc" 1.00
+  ratio stagehand-gzip6-threads2 "tar|pigz-6|nc" 1.00
 fi
 
 if want footprint; then
@@ -223,4 +238,4 @@ if want whole; then
   echo "capture: $(stat -c %s "$capture") bytes at 11520 B/s"
   grep -h -E 'collect:|verified /|task-clock|throttle' "$work/collect-line.log" | tail -n 3
 fi
-say "done: $log"
+say "done: $log (load average now: $(cut -d' ' -f1-3 /proc/loadavg))"

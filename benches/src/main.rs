@@ -49,7 +49,10 @@ fn positional(args: &[String], i: usize) -> io::Result<&String> {
 }
 
 fn after_dashes(args: &[String]) -> io::Result<Vec<String>> {
-    let i = args.iter().position(|a| a == "--").ok_or_else(|| io::Error::other(USAGE))?;
+    let i = args
+        .iter()
+        .position(|a| a == "--")
+        .ok_or_else(|| io::Error::other(USAGE))?;
     let cmd = args[i + 1..].to_vec();
     if cmd.is_empty() {
         return Err(io::Error::other(USAGE));
@@ -58,7 +61,9 @@ fn after_dashes(args: &[String]) -> io::Result<Vec<String>> {
 }
 
 fn run(args: &[String]) -> io::Result<()> {
-    let Some(cmd) = args.first() else { return Err(io::Error::other(USAGE)) };
+    let Some(cmd) = args.first() else {
+        return Err(io::Error::other(USAGE));
+    };
     let rest = &args[1..];
     match cmd.as_str() {
         "serial-sim" => {
@@ -72,7 +77,13 @@ fn run(args: &[String]) -> io::Result<()> {
             let tree = PathBuf::from(positional(rest, 0)?);
             let (_, tar) = packing::pack_tree(&tree, None)?;
             let t0 = Instant::now();
-            let (content, gz) = packing::pack_tree(&tree, Some(GzipOptions { level: 6, threads: 0 }))?;
+            let (content, gz) = packing::pack_tree(
+                &tree,
+                Some(GzipOptions {
+                    level: 6,
+                    threads: 0,
+                }),
+            )?;
             let ratio = tar.len() as f64 / gz.len() as f64;
             println!(
                 "serial-sysroot pack: content {} bytes, tar {} bytes, tar.gz (level 6) {} bytes in {:.1} s: tar/gz ratio {:.3}",
@@ -89,11 +100,14 @@ fn run(args: &[String]) -> io::Result<()> {
             let slice = &gz[start..(start + piece).min(gz.len())];
             for c in ["clean", "ber1e-5", "ber1e-4"] {
                 let f = serial::case(c).map_err(io::Error::other)?;
-                serial::sim("sysroot.tar.gz piece", slice, f);
+                let pct = serial::sim("sysroot.tar.gz piece", slice, f);
+                let tree_rate = ratio * pct / 100.0 * serial::RATE as f64;
+                println!(
+                    "serial-sysroot {}: tree (tar) bytes per second = ratio {ratio:.3} x goodput {pct:.1}% x 11520 B/s = {tree_rate:.0} B/s = {:.2}x line capacity (target 3x)",
+                    f.describe(),
+                    tree_rate / serial::RATE as f64
+                );
             }
-            println!(
-                "serial-sysroot: tree (tar) bytes per second = ratio {ratio:.3} x goodput x 11520 B/s (see the goodput lines above)"
-            );
         }
         "serial-lrzsz" | "serial-relay" => {
             let faults = serial::case(positional(rest, 0)?).map_err(io::Error::other)?;
@@ -110,8 +124,12 @@ fn run(args: &[String]) -> io::Result<()> {
             let tree = PathBuf::from(positional(rest, 0)?);
             let threads = opt(rest, "--threads", 0usize)?;
             let level = opt(rest, "--level", 6u8)?;
-            let gzip = rest.iter().any(|a| a == "--gzip").then_some(GzipOptions { level, threads });
-            let out = std::env::temp_dir().join(format!("stagehand-bench-net-{}", std::process::id()));
+            let gzip = rest
+                .iter()
+                .any(|a| a == "--gzip")
+                .then_some(GzipOptions { level, threads });
+            let out =
+                std::env::temp_dir().join(format!("stagehand-bench-net-{}", std::process::id()));
             let r = packing::tcp_inprocess(&tree, gzip, &out);
             let _ = std::fs::remove_file(&out);
             r?;
@@ -119,11 +137,16 @@ fn run(args: &[String]) -> io::Result<()> {
         "host" => {
             // A minimal host for the real agent: `host PORT KEYFILE`, prints when the file
             // stream (2) ended.
-            let port: u16 = positional(rest, 0)?.parse().map_err(|_| io::Error::other("PORT"))?;
-            let key = stagehand_agent::wire::Key::from_hex_file(std::path::Path::new(positional(rest, 1)?))?;
+            let port: u16 = positional(rest, 0)?
+                .parse()
+                .map_err(|_| io::Error::other("PORT"))?;
+            let key = stagehand_agent::wire::Key::from_hex_file(std::path::Path::new(positional(
+                rest, 1,
+            )?))?;
             let listener = TcpListener::bind(("127.0.0.1", port))?;
             let t0 = Instant::now();
-            let out = std::env::temp_dir().join(format!("stagehand-bench-host-{}", std::process::id()));
+            let out =
+                std::env::temp_dir().join(format!("stagehand-bench-host-{}", std::process::id()));
             let r = packing::minimal_host(listener, key, 2, &out);
             let _ = std::fs::remove_file(&out);
             let (len, verified, busy, at) = r?;
@@ -138,7 +161,11 @@ fn run(args: &[String]) -> io::Result<()> {
             let argv = after_dashes(rest)?;
             let mut times = Vec::new();
             for _ in 0..runs {
-                times.push(if cmd == "first-frame" { first_frame(&argv)? } else { exit_time(&argv)? });
+                times.push(if cmd == "first-frame" {
+                    first_frame(&argv)?
+                } else {
+                    exit_time(&argv)?
+                });
             }
             times.sort_by(|a, b| a.total_cmp(b));
             println!(
@@ -187,7 +214,10 @@ fn first_frame(argv: &[String]) -> io::Result<f64> {
             }
             Err(e) => {
                 kill(&mut child);
-                return Err(io::Error::other(format!("no connection from {}: {e}", argv.join(" "))));
+                return Err(io::Error::other(format!(
+                    "no connection from {}: {e}",
+                    argv.join(" ")
+                )));
             }
         }
     };
@@ -205,7 +235,10 @@ fn first_frame(argv: &[String]) -> io::Result<f64> {
 
 fn exit_time(argv: &[String]) -> io::Result<f64> {
     let t0 = Instant::now();
-    Command::new(&argv[0]).args(&argv[1..]).stdout(std::process::Stdio::null()).status()?;
+    Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(std::process::Stdio::null())
+        .status()?;
     Ok(t0.elapsed().as_secs_f64())
 }
 
@@ -213,7 +246,10 @@ fn exit_time(argv: &[String]) -> io::Result<f64> {
 /// file that `stagehand collect --input --follow` reads).
 fn throttle(input: &str, output: &str, rate: u64) -> io::Result<()> {
     let data = std::fs::read(input)?;
-    let mut out = std::fs::OpenOptions::new().append(true).create(true).open(output)?;
+    let mut out = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(output)?;
     let t0 = Instant::now();
     let step = (rate / 50).max(1) as usize;
     for (i, chunk) in data.chunks(step).enumerate() {
@@ -223,6 +259,10 @@ fn throttle(input: &str, output: &str, rate: u64) -> io::Result<()> {
         }
         out.write_all(chunk)?;
     }
-    println!("throttle: {} bytes in {:.1} s", data.len(), t0.elapsed().as_secs_f64());
+    println!(
+        "throttle: {} bytes in {:.1} s",
+        data.len(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }

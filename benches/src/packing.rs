@@ -22,10 +22,17 @@ pub fn levels(root: &Path, limit: usize) -> io::Result<()> {
     let (_, mut tar) = pack_tree(root, None)?;
     tar.truncate(limit);
     let mb = tar.len() as f64 / 1e6;
-    println!("deflate-levels: input {:.1} MB (the first bytes of the tree's tar), 1 thread each", mb);
+    println!(
+        "deflate-levels: input {:.1} MB (the first bytes of the tree's tar), 1 thread each",
+        mb
+    );
     let tool = |name: &str, args: &[&str]| -> io::Result<()> {
         let t0 = Instant::now();
-        let mut child = Command::new(name).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        let mut child = Command::new(name)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
         let mut stdin = child.stdin.take().expect("piped");
         let input = tar.clone();
         let feeder = std::thread::spawn(move || stdin.write_all(&input));
@@ -87,7 +94,9 @@ pub fn tcp_inprocess(root: &Path, gzip: Option<GzipOptions>, out: &Path) -> io::
     let packed = t0.elapsed().as_secs_f64();
     let stats = uplink.finish(Duration::from_secs(120))?;
     drop(uplink);
-    let (len, verified, busy, ended) = host.join().map_err(|_| io::Error::other("host thread panicked"))??;
+    let (len, verified, busy, ended) = host
+        .join()
+        .map_err(|_| io::Error::other("host thread panicked"))??;
     println!(
         "network-inprocess {}: {} bytes in {:.2} s (packed in {:.2} s), verified {verified}, host busy {:.2} s, frames {}, retransmitted {}, last frame size {}",
         match &gzip {
@@ -116,39 +125,53 @@ pub fn minimal_host(
 ) -> io::Result<(u64, bool, f64, Instant)> {
     use stagehand_agent::wire::receiver::{Receiver, RxEvent};
     use std::time::Duration;
-        let (mut conn, _) = listener.accept()?;
-        conn.set_read_timeout(Some(Duration::from_millis(5)))?;
-        let mut file = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(&out_path)?);
-        let mut rx = Receiver::new(host_key);
-        let mut buf = vec![0u8; 256 * 1024];
-        let mut busy = 0.0;
-        let mut ended = None;
-        // Serve until the agent hangs up: it needs the acks of its last frames.
-        loop {
-            let n = match conn.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => 0,
-                Err(_) => break,
-            };
-            let t = Instant::now();
-            for ev in rx.handle_input(&buf[..n], Instant::now()) {
-                match ev {
-                    RxEvent::Data { stream: s, bytes, .. } if s == stream => file.write_all(&bytes)?,
-                    RxEvent::StreamEnd { stream: s, len, verified, .. } if s == stream => {
-                        file.flush()?;
-                        ended = Some((len, verified, Instant::now()));
-                    }
-                    _ => {}
-                }
+    let (mut conn, _) = listener.accept()?;
+    conn.set_read_timeout(Some(Duration::from_millis(5)))?;
+    let mut file = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(out_path)?);
+    let mut rx = Receiver::new(host_key);
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut busy = 0.0;
+    let mut ended = None;
+    // Serve until the agent hangs up: it needs the acks of its last frames.
+    loop {
+        let n = match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                0
             }
-            while let Some(ack) = rx.poll_transmit(Instant::now()) {
-                if conn.write_all(&ack).is_err() {
-                    break;
+            Err(_) => break,
+        };
+        let t = Instant::now();
+        for ev in rx.handle_input(&buf[..n], Instant::now()) {
+            match ev {
+                RxEvent::Data {
+                    stream: s, bytes, ..
+                } if s == stream => file.write_all(&bytes)?,
+                RxEvent::StreamEnd {
+                    stream: s,
+                    len,
+                    verified,
+                    ..
+                } if s == stream => {
+                    file.flush()?;
+                    ended = Some((len, verified, Instant::now()));
                 }
+                _ => {}
             }
-            busy += t.elapsed().as_secs_f64();
         }
-        let (len, verified, at) = ended.ok_or_else(|| io::Error::other("the stream did not end"))?;
-        Ok((len, verified, busy, at))
+        while let Some(ack) = rx.poll_transmit(Instant::now()) {
+            if conn.write_all(&ack).is_err() {
+                break;
+            }
+        }
+        busy += t.elapsed().as_secs_f64();
     }
+    let (len, verified, at) = ended.ok_or_else(|| io::Error::other("the stream did not end"))?;
+    Ok((len, verified, busy, at))
+}

@@ -73,6 +73,25 @@ fn pump(inner: &Inner, transport: &mut dyn Transport) {
     let batch = if transport.nominal_rate().is_some_and(|r| r <= 1_000_000) { 1 } else { 256 * 1024 };
     let mut buf = vec![0u8; 16 * 1024];
     loop {
+        // Take in acks that are already waiting before deciding what to send: when this
+        // thread was kept off the CPU (busy compression threads), frames whose acks sit in
+        // the socket buffer must not time out and be resent.
+        if two_way {
+            match transport.read_timeout(&mut buf, Duration::ZERO) {
+                Ok(0) => {}
+                Ok(n) => {
+                    let mut st = lock(&inner.state);
+                    st.sender.handle_input(&buf[..n], Instant::now());
+                    inner.cond.notify_all();
+                }
+                Err(e) => {
+                    if !reconnect(inner, transport, e) {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        }
         let mut out = Vec::new();
         let wait = {
             let mut st = lock(&inner.state);

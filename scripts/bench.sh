@@ -29,8 +29,9 @@ trap 'rm -rf "$work"' EXIT
 
 say "build"
 cargo build --release --locked -p stagehand -p stagehand-bench 2>&1 | tail -n 1
-RUSTFLAGS='-C linker=rust-lld -C target-feature=+crt-static' \
-  cargo build --release --locked -p stagehand-agent --target x86_64-unknown-linux-musl 2>&1 | tail -n 1
+# The product build: the same settings as `stagehand agent build --target x86_64`.
+cargo build --release --locked -p stagehand-agent --target x86_64-unknown-linux-musl \
+  --config linker-scripts/x86_64-unknown-linux-musl.toml 2>&1 | tail -n 1
 bench=$root/target/release/stagehand-bench
 host=$root/target/release/stagehand
 agent=$root/target/x86_64-unknown-linux-musl/release/stagehand-agent

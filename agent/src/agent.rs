@@ -196,12 +196,7 @@ fn run_build(sys: &dyn Sys, loaded: &Loaded, report: &Report) -> Finish {
     };
     let transport = match channel::open(&cfg.channel) {
         Ok(t) => t,
-        Err(e) => {
-            return Finish::failed(
-                Outcome::Error,
-                format!("channel {}: {e}", cfg.channel),
-            )
-        }
+        Err(e) => return Finish::failed(Outcome::Error, format!("channel {}: {e}", cfg.channel)),
     };
     let hello = Hello {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -250,10 +245,7 @@ fn run_build(sys: &dyn Sys, loaded: &Loaded, report: &Report) -> Finish {
     let mut checkpoint = match Checkpoint::open(&cfg.state_dir, bundle.identity(), &names) {
         Ok(c) => c,
         Err(e) => {
-            return Finish::failed(
-                Outcome::Error,
-                format!("checkpoint in {}: {e}", cfg.state_dir.display()),
-            )
+            return Finish::failed(Outcome::Error, format!("checkpoint in {}: {e}", cfg.state_dir.display()))
         }
     };
     for w in checkpoint.warnings() {
@@ -357,7 +349,9 @@ fn pack_and_send(
     uplink: &UplinkHandle,
 ) -> Result<String, String> {
     let gzip = match cfg.compression {
-        Compression::Gzip => Some(GzipOptions { level: cfg.gzip_level.min(9) as u8, threads: cfg.threads as usize }),
+        Compression::Gzip => {
+            Some(GzipOptions { level: cfg.gzip_level.min(9) as u8, threads: cfg.threads as usize })
+        }
         Compression::None => None,
     };
     let name = if gzip.is_some() { "sysroot.tar.gz" } else { "sysroot.tar" };
@@ -377,11 +371,8 @@ fn pack_and_send(
         },
     );
     let shares_console = matches!(cfg.channel, channel::ChannelSpec::Console { .. });
-    let old_level = if cfg.quiet_console && shares_console {
-        boot::set_console_loglevel(sys, 1).ok()
-    } else {
-        None
-    };
+    let old_level =
+        if cfg.quiet_console && shares_console { boot::set_console_loglevel(sys, 1).ok() } else { None };
     report.say(&format!("packing / into {name}"));
     let t0 = Instant::now();
     let mut writer = uplink.writer(SYSROOT_STREAM);
@@ -400,9 +391,7 @@ fn pack_and_send(
         report.warn(w);
     }
     report.event(&Event::PackProgress { tree_bytes: packed.tree_bytes, archive_bytes: packed.archive_bytes });
-    uplink
-        .close(SYSROOT_STREAM)
-        .map_err(|e| format!("closing the {name} stream: {e}"))?;
+    uplink.close(SYSROOT_STREAM).map_err(|e| format!("closing the {name} stream: {e}"))?;
     report.event(&Event::FileComplete {
         stream: SYSROOT_STREAM,
         name: name.to_string(),
@@ -474,7 +463,8 @@ impl BuildObserver for Observer<'_> {
             Ok(n) if n == take => *sent += n as u64,
             Ok(n) => {
                 *sent += n as u64;
-                let note = format!("\n[stagehand: {} bytes of log not streamed: the line is busy]\n", take - n);
+                let note =
+                    format!("\n[stagehand: {} bytes of log not streamed: the line is busy]\n", take - n);
                 let _ = self.uplink.try_write(Self::stream(index), note.as_bytes());
             }
             Err(_) => {}
@@ -495,7 +485,10 @@ impl BuildObserver for Observer<'_> {
 
     fn resumed(&mut self, index: usize, name: &str, previous_boots: u32) {
         self.report.event(&Event::Resumed { module: name.to_string(), index, previous_boots });
-        self.report.say(&format!("resuming at module {} ({name}) after {previous_boots} earlier boot(s)", index + 1));
+        self.report.say(&format!(
+            "resuming at module {} ({name}) after {previous_boots} earlier boot(s)",
+            index + 1
+        ));
     }
 
     fn warning(&mut self, message: &str) {

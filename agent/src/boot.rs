@@ -125,7 +125,11 @@ impl Booter<'_> {
     }
 
     fn fail_status(&self, essential: bool) -> StepStatus {
-        if essential { StepStatus::Failed } else { StepStatus::Warning }
+        if essential {
+            StepStatus::Failed
+        } else {
+            StepStatus::Warning
+        }
     }
 
     fn refresh_mounts(&mut self) {
@@ -147,14 +151,26 @@ impl Booter<'_> {
 
     /// Mount unless already there; returns whether it is mounted now.
     #[allow(clippy::too_many_arguments)]
-    fn mount(&mut self, name: &'static str, fstype: &str, target: &str, flags: u64, data: Option<&str>, essential: bool) -> bool {
+    fn mount(
+        &mut self,
+        name: &'static str,
+        fstype: &str,
+        target: &str,
+        flags: u64,
+        data: Option<&str>,
+        essential: bool,
+    ) -> bool {
         if let Some(t) = self.mounted_type(target) {
             let t = t.to_string();
             self.step(name, StepStatus::Skipped, format!("{target} is already mounted ({t})"));
             return true;
         }
         if self.holds_files_of_a_host(target) {
-            self.step(name, StepStatus::Skipped, format!("container mode: {target} is not empty: left as it is"));
+            self.step(
+                name,
+                StepStatus::Skipped,
+                format!("container mode: {target} is not empty: left as it is"),
+            );
             return true;
         }
         if let Err(e) = self.sys.mkdir_all(Path::new(target), 0o755) {
@@ -221,23 +237,28 @@ impl Booter<'_> {
             return;
         }
         let _ = self.sys.mkdir_all(Path::new("/dev"), 0o755);
-        let err = match self.sys.mount("devtmpfs", Path::new("/dev"), "devtmpfs", mf::NOSUID, Some("mode=0755")) {
-            Ok(()) => {
-                self.step("dev", StepStatus::Done, "mounted devtmpfs on /dev");
-                self.dev_links();
-                return;
-            }
-            Err(e) if is_busy(&e) => {
-                self.step("dev", StepStatus::Done, "/dev was already mounted (devtmpfs)");
-                self.dev_links();
-                return;
-            }
-            Err(e) => e,
-        };
+        let err =
+            match self.sys.mount("devtmpfs", Path::new("/dev"), "devtmpfs", mf::NOSUID, Some("mode=0755")) {
+                Ok(()) => {
+                    self.step("dev", StepStatus::Done, "mounted devtmpfs on /dev");
+                    self.dev_links();
+                    return;
+                }
+                Err(e) if is_busy(&e) => {
+                    self.step("dev", StepStatus::Done, "/dev was already mounted (devtmpfs)");
+                    self.dev_links();
+                    return;
+                }
+                Err(e) => e,
+            };
         // No devtmpfs (kernel without it, or a user namespace): a tmpfs with the nodes
         // every build needs.
         if let Err(e) = self.sys.mount("tmpfs", Path::new("/dev"), "tmpfs", mf::NOSUID, Some("mode=0755")) {
-            self.step("dev", StepStatus::Failed, format!("devtmpfs ({err}) and tmpfs ({e}) both failed on /dev"));
+            self.step(
+                "dev",
+                StepStatus::Failed,
+                format!("devtmpfs ({err}) and tmpfs ({e}) both failed on /dev"),
+            );
             return;
         }
         let mut missing = Vec::new();
@@ -252,7 +273,11 @@ impl Booter<'_> {
         }
         self.dev_links();
         if missing.is_empty() {
-            self.step("dev", StepStatus::Done, format!("no devtmpfs ({err}): tmpfs on /dev with the essential nodes"));
+            self.step(
+                "dev",
+                StepStatus::Done,
+                format!("no devtmpfs ({err}): tmpfs on /dev with the essential nodes"),
+            );
         } else {
             self.step(
                 "dev",
@@ -282,12 +307,22 @@ impl Booter<'_> {
         }
         let _ = self.sys.mkdir_all(Path::new("/dev/pts"), 0o755);
         let flags = mf::NOSUID | mf::NOEXEC;
-        let first = self.sys.mount("devpts", Path::new("/dev/pts"), "devpts", flags, Some("gid=5,mode=620,ptmxmode=666"));
+        let first = self.sys.mount(
+            "devpts",
+            Path::new("/dev/pts"),
+            "devpts",
+            flags,
+            Some("gid=5,mode=620,ptmxmode=666"),
+        );
         // gid 5 (tty) may not exist in a user namespace.
         let result = match first {
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-                self.sys.mount("devpts", Path::new("/dev/pts"), "devpts", flags, Some("mode=620,ptmxmode=666"))
-            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.sys.mount(
+                "devpts",
+                Path::new("/dev/pts"),
+                "devpts",
+                flags,
+                Some("mode=620,ptmxmode=666"),
+            ),
             r => r,
         };
         match result {
@@ -349,7 +384,9 @@ impl Booter<'_> {
             IpConfig::Automatic(how) => self.step(
                 "network",
                 StepStatus::Warning,
-                format!("ip={how}: the agent does no DHCP; it relies on the initrd having configured the network"),
+                format!(
+                    "ip={how}: the agent does no DHCP; it relies on the initrd having configured the network"
+                ),
             ),
             IpConfig::Static(_) if !self.pid1 => {
                 self.step("network", StepStatus::Skipped, "container mode: interfaces are the host's")
@@ -369,7 +406,9 @@ impl Booter<'_> {
         let text: String = servers.iter().map(|s| format!("nameserver {s}\n")).collect();
         let _ = self.sys.mkdir_all(Path::new("/etc"), 0o755);
         match self.sys.write_file(Path::new("/etc/resolv.conf"), text.as_bytes()) {
-            Ok(()) => self.step("resolver", StepStatus::Done, format!("/etc/resolv.conf: {}", servers.join(", "))),
+            Ok(()) => {
+                self.step("resolver", StepStatus::Done, format!("/etc/resolv.conf: {}", servers.join(", ")))
+            }
             Err(e) => self.step("resolver", StepStatus::Warning, format!("writing /etc/resolv.conf: {e}")),
         }
     }
@@ -430,7 +469,8 @@ pub fn boot(sys: &dyn Sys, opts: &BootOptions, log: &mut dyn FnMut(&Step)) -> Bo
 pub fn set_console_loglevel(sys: &dyn Sys, level: u32) -> io::Result<u32> {
     let path = Path::new("/proc/sys/kernel/printk");
     let old = sys.read_file(path)?;
-    let old = String::from_utf8_lossy(&old).split_whitespace().next().and_then(|w| w.parse().ok()).unwrap_or(7);
+    let old =
+        String::from_utf8_lossy(&old).split_whitespace().next().and_then(|w| w.parse().ok()).unwrap_or(7);
     sys.write_file(path, format!("{level}\n").as_bytes())?;
     Ok(old)
 }
@@ -604,7 +644,10 @@ mod tests {
     #[test]
     fn container_mode_never_mounts_over_a_live_systems_folders() {
         let sys = RecordingSys::new();
-        sys.add_file("/proc/self/mountinfo", "1 0 0:1 / / rw - ext4 r rw\n2 1 0:2 / /proc rw - proc proc rw\n");
+        sys.add_file(
+            "/proc/self/mountinfo",
+            "1 0 0:1 / / rw - ext4 r rw\n2 1 0:2 / /proc rw - proc proc rw\n",
+        );
         sys.add_file("/dev/null", "").add_file("/dev/pts/ptmx", "").add_file("/dev/shm/x", "");
         sys.add_file("/tmp/a-users-file", "").add_file("/run/lock", "").add_file("/sys/kernel", "");
         sys.set_interface("lo", 0x9, None);
@@ -624,7 +667,8 @@ mod tests {
         o.ip = Some("10.0.2.15::10.0.2.2:255.255.255.0:guest:eth0::10.0.2.3".into());
         let r = run(&sys, &o);
         assert!(r.ok());
-        let tail: Vec<String> = sys.calls().into_iter().skip_while(|c| !c.starts_with("sethostname")).collect();
+        let tail: Vec<String> =
+            sys.calls().into_iter().skip_while(|c| !c.starts_with("sethostname")).collect();
         assert_eq!(
             tail,
             vec![

@@ -82,10 +82,7 @@ pub struct Checkpoint {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 impl Checkpoint {
@@ -161,12 +158,7 @@ impl Checkpoint {
             })
         });
         state.boots += 1;
-        let mut cp = Checkpoint {
-            path,
-            state,
-            resume,
-            warnings,
-        };
+        let mut cp = Checkpoint { path, state, resume, warnings };
         cp.save()?;
         Ok(cp)
     }
@@ -198,11 +190,7 @@ impl Checkpoint {
     }
 
     pub fn completed_names(&self) -> Vec<String> {
-        self.state
-            .completed
-            .iter()
-            .map(|c| c.name.clone())
-            .collect()
+        self.state.completed.iter().map(|c| c.name.clone()).collect()
     }
 
     pub fn is_complete(&self) -> bool {
@@ -211,12 +199,8 @@ impl Checkpoint {
 
     pub fn module_started(&mut self, index: usize) -> io::Result<()> {
         let name = self.state.modules.get(index).cloned().unwrap_or_default();
-        self.state.current = Some(RunningModule {
-            index,
-            name,
-            started_unix: now_unix(),
-            boot: self.state.boots,
-        });
+        self.state.current =
+            Some(RunningModule { index, name, started_unix: now_unix(), boot: self.state.boots });
         self.save()
     }
 
@@ -237,22 +221,13 @@ impl Checkpoint {
             // (ext4 delays writing file data, the checkpoint is fsynced at once).
             rustix::fs::sync();
             if index == self.state.completed.len() {
-                self.state.completed.push(CompletedModule {
-                    name,
-                    duration_ms,
-                    outcome: outcome.clone(),
-                });
+                self.state.completed.push(CompletedModule { name, duration_ms, outcome: outcome.clone() });
             }
             if self.state.failed.as_ref().is_some_and(|f| f.index == index) {
                 self.state.failed = None;
             }
         } else {
-            self.state.failed = Some(FailedModule {
-                index,
-                name,
-                outcome: outcome.clone(),
-                duration_ms,
-            });
+            self.state.failed = Some(FailedModule { index, name, outcome: outcome.clone(), duration_ms });
         }
         self.save()
     }
@@ -260,10 +235,7 @@ impl Checkpoint {
     fn save(&mut self) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(&self.state).map_err(io::Error::other)?;
         write_atomically(&self.path, &bytes).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot write the checkpoint {}: {e}", self.path.display()),
-            )
+            io::Error::new(e.kind(), format!("cannot write the checkpoint {}: {e}", self.path.display()))
         })
     }
 }
@@ -293,11 +265,7 @@ mod tests {
     use super::*;
 
     fn ok() -> ModuleOutcome {
-        ModuleOutcome {
-            success: true,
-            exit_code: Some(0),
-            signal: None,
-        }
+        ModuleOutcome { success: true, exit_code: Some(0), signal: None }
     }
 
     fn names() -> Vec<String> {
@@ -311,8 +279,7 @@ mod tests {
         assert!(cp.resume_point().is_none());
         assert_eq!(cp.boots(), 1);
         cp.module_started(0).unwrap();
-        cp.module_finished(0, &ok(), Duration::from_millis(1500))
-            .unwrap();
+        cp.module_finished(0, &ok(), Duration::from_millis(1500)).unwrap();
         cp.module_started(1).unwrap();
         drop(cp); // power cut while b runs
 
@@ -320,10 +287,7 @@ mod tests {
         assert_eq!(cp.boots(), 2);
         assert_eq!(cp.first_unfinished(), 1);
         let r = cp.resume_point().unwrap();
-        assert_eq!(
-            (r.index, r.module.as_str(), r.previous_boots, r.interrupted),
-            (1, "b", 1, true)
-        );
+        assert_eq!((r.index, r.module.as_str(), r.previous_boots, r.interrupted), (1, "b", 1, true));
         assert_eq!(cp.state().completed[0].duration_ms, 1500);
         assert!(cp.warnings().is_empty());
     }
@@ -335,11 +299,7 @@ mod tests {
         cp.module_started(0).unwrap();
         cp.module_finished(0, &ok(), Duration::ZERO).unwrap();
         cp.module_started(1).unwrap();
-        let bad = ModuleOutcome {
-            success: false,
-            exit_code: Some(2),
-            signal: None,
-        };
+        let bad = ModuleOutcome { success: false, exit_code: Some(2), signal: None };
         cp.module_finished(1, &bad, Duration::ZERO).unwrap();
         let mut cp = Checkpoint::open(t.path(), "id1", &names()).unwrap();
         let r = cp.resume_point().unwrap().clone();
@@ -363,11 +323,7 @@ mod tests {
         assert_eq!(cp.first_unfinished(), 0);
         assert_eq!(cp.boots(), 1);
         assert!(cp.resume_point().is_none());
-        assert!(
-            cp.warnings()[0].contains("bundle changed"),
-            "{:?}",
-            cp.warnings()
-        );
+        assert!(cp.warnings()[0].contains("bundle changed"), "{:?}", cp.warnings());
     }
 
     #[test]

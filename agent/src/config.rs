@@ -213,9 +213,15 @@ fn text_to_value(kind: Kind, text: &str) -> Value {
             "0" | "false" | "no" | "off" => Value::Bool(false),
             _ => Value::String(text.to_string()),
         },
-        Kind::Number => text.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::String(text.to_string())),
+        Kind::Number => {
+            text.parse::<u64>().map(Value::from).unwrap_or_else(|_| Value::String(text.to_string()))
+        }
         Kind::List => Value::Array(
-            text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::String(s.to_string())).collect(),
+            text.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
         ),
         Kind::Map => {
             let mut map = serde_json::Map::new();
@@ -232,7 +238,11 @@ fn text_to_value(kind: Kind, text: &str) -> Value {
 
 fn describe(v: &Value) -> String {
     let s = v.to_string();
-    if s.len() > 60 { format!("{}...", &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)]) } else { s }
+    if s.len() > 60 {
+        format!("{}...", &s[..s.char_indices().nth(57).map_or(s.len(), |(i, _)| i)])
+    } else {
+        s
+    }
 }
 
 fn want_str<'a>(v: &'a Value, what: &str) -> Result<&'a str, String> {
@@ -263,7 +273,11 @@ fn want_list(v: &Value) -> Result<Vec<String>, String> {
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Array(items) => items
             .iter()
-            .map(|i| i.as_str().map(str::to_string).ok_or_else(|| format!("expected a list of strings, got {}", describe(v))))
+            .map(|i| {
+                i.as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| format!("expected a list of strings, got {}", describe(v)))
+            })
             .collect(),
         _ => Err(format!("expected a list of strings, got {}", describe(v))),
     }
@@ -286,7 +300,8 @@ const END_ACTIONS: &[(&str, EndAction)] = &[
 ];
 
 fn valid_hostname(s: &str) -> Result<String, String> {
-    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.') {
+    if s.is_empty() || s.len() > 64 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
         return Err(format!("{s:?} is not a host name (1-64 letters, digits, '-' or '.')"));
     }
     Ok(s.to_string())
@@ -297,7 +312,10 @@ impl Config {
     pub fn set(&mut self, key: &str, v: &Value) -> Result<(), String> {
         match key {
             "mode" => {
-                self.mode = want_choice(v, &[("auto", Mode::Auto), ("pid1", Mode::Pid1), ("container", Mode::Container)])?
+                self.mode = want_choice(
+                    v,
+                    &[("auto", Mode::Auto), ("pid1", Mode::Pid1), ("container", Mode::Container)],
+                )?
             }
             "target" => self.target = want_str(v, "an architecture name")?.to_string(),
             "bundle" => self.bundle = want_path(v)?,
@@ -318,7 +336,9 @@ impl Config {
             "on_failure" => self.on_failure = want_choice(v, END_ACTIONS)?,
             "modules" => {
                 let list = want_list(v)?;
-                if let Some(bad) = list.iter().find(|m| m.is_empty() || m.contains('/') || m.contains(char::is_whitespace)) {
+                if let Some(bad) =
+                    list.iter().find(|m| m.is_empty() || m.contains('/') || m.contains(char::is_whitespace))
+                {
                     return Err(format!("{bad:?} is not a module name"));
                 }
                 self.modules = list;
@@ -345,7 +365,8 @@ impl Config {
             "exclude" => self.exclude = want_list(v)?,
             "exclude_defaults" => self.exclude_defaults = want_bool(v)?,
             "compression" => {
-                self.compression = want_choice(v, &[("none", Compression::None), ("gzip", Compression::Gzip)])?
+                self.compression =
+                    want_choice(v, &[("none", Compression::None), ("gzip", Compression::Gzip)])?
             }
             "gzip_level" => self.gzip_level = want_u64(v, 0, 9)? as u32,
             "threads" => self.threads = want_u64(v, 0, 1024)? as u32,
@@ -371,7 +392,9 @@ impl Config {
                     if name.is_empty() || name.contains('=') || name.contains('\0') {
                         return Err(format!("{name:?} is not an environment variable name"));
                     }
-                    let value = value.as_str().ok_or_else(|| format!("env {name}: expected a string, got {}", describe(value)))?;
+                    let value = value
+                        .as_str()
+                        .ok_or_else(|| format!("env {name}: expected a string, got {}", describe(value)))?;
                     env.insert(name.clone(), value.to_string());
                 }
                 self.env = env;
@@ -410,7 +433,8 @@ impl Config {
             }
         };
         let Value::Object(map) = doc else {
-            warnings.push(format!("{origin}: expected a JSON object of settings; using the defaults instead"));
+            warnings
+                .push(format!("{origin}: expected a JSON object of settings; using the defaults instead"));
             return;
         };
         for (key, value) in &map {
@@ -461,7 +485,10 @@ impl Config {
 
     fn warning(&self, origin: &str, key: &str, problem: &str) -> String {
         if kind_of(key).is_none() {
-            format!("{origin}: unknown setting {key:?} ignored (known: {})", key_names().collect::<Vec<_>>().join(", "))
+            format!(
+                "{origin}: unknown setting {key:?} ignored (known: {})",
+                key_names().collect::<Vec<_>>().join(", ")
+            )
         } else {
             format!("{origin}: setting {key}: {problem}; keeping {}", self.value_of(key))
         }
@@ -601,7 +628,9 @@ pub fn load_with(inputs: &Inputs, read: impl Fn(&Path) -> std::io::Result<String
     let cmdline_words = inputs.cmdline.as_deref().map(split_cmdline).unwrap_or_default();
     let explicit = explicit
         .or_else(|| inputs.env.iter().find(|(k, _)| k == "STAGEHAND_CONFIG").map(|(_, v)| v.clone()))
-        .or_else(|| cmdline_words.iter().find_map(|w| w.strip_prefix("stagehand.config=")).map(str::to_string));
+        .or_else(|| {
+            cmdline_words.iter().find_map(|w| w.strip_prefix("stagehand.config=")).map(str::to_string)
+        });
 
     let mut config = Config::default();
     let path = PathBuf::from(explicit.clone().unwrap_or_else(|| DEFAULT_CONFIG_PATH.to_string()));
@@ -611,7 +640,8 @@ pub fn load_with(inputs: &Inputs, read: impl Fn(&Path) -> std::io::Result<String
             Some(path)
         }
         Err(e) => {
-            let why = if explicit.is_some() { "the configuration file named" } else { "the configuration file" };
+            let why =
+                if explicit.is_some() { "the configuration file named" } else { "the configuration file" };
             warnings.push(format!("{why} {} cannot be read ({e}); using built-in defaults", path.display()));
             None
         }
@@ -695,7 +725,9 @@ mod tests {
         assert!(c.env.is_empty() && c.hostname.is_none() && c.ip.is_none() && c.nameserver.is_empty());
         assert_eq!(c.one_way_repeats, 2);
         assert_eq!(w.len(), 12, "{w:#?}");
-        assert!(w.iter().any(|l| l.contains("gzip_level") && l.contains("0 to 9") && l.contains("keeping 6")));
+        assert!(w
+            .iter()
+            .any(|l| l.contains("gzip_level") && l.contains("0 to 9") && l.contains("keeping 6")));
         assert!(w.iter().any(|l| l.contains("unknown setting \"frobnicate\"")));
         assert!(w.iter().any(|l| l.contains("state_dir") && l.contains("not an absolute path")));
     }
@@ -736,7 +768,10 @@ mod tests {
     fn load_picks_file_then_cmdline_then_env() {
         let inputs = Inputs {
             args: vec!["--config".into(), "/x/agent.json".into()],
-            env: vec![("STAGEHAND_ON_SUCCESS".into(), "halt".into()), ("STAGEHAND_THREADS".into(), "many".into())],
+            env: vec![
+                ("STAGEHAND_ON_SUCCESS".into(), "halt".into()),
+                ("STAGEHAND_THREADS".into(), "many".into()),
+            ],
             is_pid1: true,
             cmdline: Some("stagehand.hostname=fromcmd stagehand.target=x86_64".into()),
         };

@@ -70,7 +70,10 @@ pub enum Outcome {
 pub enum Event {
     Hello(Hello),
     /// A stream is about to carry bytes of the given kind.
-    StreamOpened { stream: u32, kind: StreamKind },
+    StreamOpened {
+        stream: u32,
+        kind: StreamKind,
+    },
     /// The bundle was read: its kind (`buildstream`, `morph`, `script`) and the ordered
     /// module list. `completed` are modules a checkpoint says are already built.
     Plan {
@@ -80,9 +83,17 @@ pub enum Event {
         completed: Vec<String>,
     },
     /// A checkpoint from an earlier boot was found: the run goes on from `module`.
-    Resumed { module: String, index: usize, previous_boots: u32 },
+    Resumed {
+        module: String,
+        index: usize,
+        previous_boots: u32,
+    },
     /// `index` counts from 0; `total` is the length of the plan.
-    ModuleStarted { index: usize, total: usize, name: String },
+    ModuleStarted {
+        index: usize,
+        total: usize,
+        name: String,
+    },
     ModuleFinished {
         index: usize,
         name: String,
@@ -90,7 +101,10 @@ pub enum Event {
         duration_ms: u64,
     },
     /// Packing the tree: bytes of tree read so far and bytes of archive produced.
-    PackProgress { tree_bytes: u64, archive_bytes: u64 },
+    PackProgress {
+        tree_bytes: u64,
+        archive_bytes: u64,
+    },
     /// The file on `stream` is complete: its exact length and sha256 (hex).
     FileComplete {
         stream: u32,
@@ -99,7 +113,9 @@ pub enum Event {
         sha256: String,
     },
     /// Something the host should show but that does not stop the run.
-    Warning { message: String },
+    Warning {
+        message: String,
+    },
     /// The last event of a run.
     Finished {
         outcome: Outcome,

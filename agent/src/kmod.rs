@@ -51,7 +51,8 @@ impl ModuleIndex {
             let deps = deps.split_whitespace().map(str::to_string).collect();
             entries.insert(module_name(path), (path.to_string(), deps));
         }
-        let builtin = modules_builtin.lines().map(str::trim).filter(|l| !l.is_empty()).map(module_name).collect();
+        let builtin =
+            modules_builtin.lines().map(str::trim).filter(|l| !l.is_empty()).map(module_name).collect();
         ModuleIndex { entries, builtin }
     }
 
@@ -67,12 +68,20 @@ impl ModuleIndex {
         Ok(order)
     }
 
-    fn visit(&self, name: &str, seen: &mut HashSet<String>, order: &mut Vec<String>, depth: usize) -> Result<(), String> {
+    fn visit(
+        &self,
+        name: &str,
+        seen: &mut HashSet<String>,
+        order: &mut Vec<String>,
+        depth: usize,
+    ) -> Result<(), String> {
         if !seen.insert(name.to_string()) {
             return Ok(());
         }
         if depth > 64 {
-            return Err(format!("module dependencies of {name} nest deeper than 64: modules.dep looks broken, rerun depmod"));
+            return Err(format!(
+                "module dependencies of {name} nest deeper than 64: modules.dep looks broken, rerun depmod"
+            ));
         }
         let Some((path, deps)) = self.entries.get(name) else {
             if self.builtin.contains(name) {
@@ -122,7 +131,8 @@ pub fn load_modules(sys: &dyn Sys, names: &[String]) -> LoadReport {
             return report;
         }
     };
-    let builtin_text = sys.read_file(&dir.join("modules.builtin")).map(|t| String::from_utf8_lossy(&t).into_owned());
+    let builtin_text =
+        sys.read_file(&dir.join("modules.builtin")).map(|t| String::from_utf8_lossy(&t).into_owned());
     let index = ModuleIndex::parse(&dep_text, builtin_text.as_deref().unwrap_or(""));
     let mut loaded = sys
         .read_file(Path::new("/proc/modules"))
@@ -174,11 +184,18 @@ fn load_one(sys: &dyn Sys, path: &Path, rel: &str) -> Result<String, String> {
         Ok(()) => Ok(format!("module {name} loaded from {}", path.display())),
         Err(e) if is_already_exists(&e) => Ok(format!("module {name} already loaded")),
         Err(e) => match compression {
-            Some(ext) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOEXEC)) => Err(format!(
-                "module {name}: {} is compressed ({ext}) and this kernel refused it ({e}): it needs \
+            Some(ext)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(libc::ENOEXEC)
+                ) =>
+            {
+                Err(format!(
+                    "module {name}: {} is compressed ({ext}) and this kernel refused it ({e}): it needs \
                  CONFIG_MODULE_DECOMPRESS (Linux 5.17 or later); put an uncompressed .ko in the image",
-                path.display()
-            )),
+                    path.display()
+                ))
+            }
             _ => Err(format!("module {name}: finit_module {}: {e}", path.display())),
         },
     }
@@ -227,9 +244,16 @@ kernel/net/9p/9pnet.ko:
         let idx = ModuleIndex::parse(DEP, "");
         assert_eq!(
             idx.resolve("virtio_blk").unwrap(),
-            vec!["kernel/drivers/virtio/virtio.ko", "kernel/drivers/virtio/virtio_ring.ko", "kernel/drivers/block/virtio_blk.ko"]
+            vec![
+                "kernel/drivers/virtio/virtio.ko",
+                "kernel/drivers/virtio/virtio_ring.ko",
+                "kernel/drivers/block/virtio_blk.ko"
+            ]
         );
-        assert_eq!(idx.resolve("9pnet-virtio").unwrap(), vec!["kernel/net/9p/9pnet.ko", "kernel/net/9p/9pnet-virtio.ko"]);
+        assert_eq!(
+            idx.resolve("9pnet-virtio").unwrap(),
+            vec!["kernel/net/9p/9pnet.ko", "kernel/net/9p/9pnet-virtio.ko"]
+        );
         assert!(idx.resolve("nosuch").unwrap_err().contains("nosuch is not in modules.dep"));
     }
 
@@ -274,7 +298,11 @@ kernel/net/9p/9pnet.ko:
         sys.fail("finit_module", libc::EINVAL);
         let r = load_modules(&sys, &names(&["virtio_console"]));
         assert_eq!(r.errors.len(), 1);
-        assert!(r.errors[0].contains("compressed (.xz)") && r.errors[0].contains("CONFIG_MODULE_DECOMPRESS"), "{}", r.errors[0]);
+        assert!(
+            r.errors[0].contains("compressed (.xz)") && r.errors[0].contains("CONFIG_MODULE_DECOMPRESS"),
+            "{}",
+            r.errors[0]
+        );
     }
 
     #[test]

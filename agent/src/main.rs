@@ -18,8 +18,8 @@ fn main() {
         eprintln!(
             "stagehand-agent: no configuration ({} is missing and no STAGEHAND_* variable is set): \
              this is the stagehand agent, meant to run as /init of an image made by `stagehand image`, \
-             or in a chroot of one with --config PATH"
-            , config::DEFAULT_CONFIG_PATH
+             or in a chroot of one with --config PATH",
+            config::DEFAULT_CONFIG_PATH
         );
         std::process::exit(2);
     }

@@ -80,9 +80,15 @@ pub fn parse_ip(value: &str) -> Result<IpConfig, String> {
     }
     match cfg.autoconf.as_deref() {
         None | Some("off") | Some("none") => {}
-        Some(a) if AUTOMATIC.contains(&a) && cfg.client.is_none() => return Ok(IpConfig::Automatic(a.to_string())),
+        Some(a) if AUTOMATIC.contains(&a) && cfg.client.is_none() => {
+            return Ok(IpConfig::Automatic(a.to_string()))
+        }
         Some(a) if AUTOMATIC.contains(&a) => {}
-        Some(a) => return Err(format!("ip=: autoconf field {a:?} is not one of off, none, dhcp, on, any, bootp, rarp, both")),
+        Some(a) => {
+            return Err(format!(
+                "ip=: autoconf field {a:?} is not one of off, none, dhcp, on, any, bootp, rarp, both"
+            ))
+        }
     }
     Ok(IpConfig::Static(cfg))
 }
@@ -98,13 +104,12 @@ pub fn default_netmask(addr: Ipv4Addr) -> Ipv4Addr {
 
 /// The first interface other than `lo` in `/sys/class/net`.
 fn first_interface(sys: &dyn Sys) -> Result<String, String> {
-    let names = sys
-        .list_dir(Path::new("/sys/class/net"))
-        .map_err(|e| format!("cannot list /sys/class/net to find a network interface ({e}); name one in ip=...:DEVICE"))?;
-    names
-        .into_iter()
-        .find(|n| n != "lo")
-        .ok_or_else(|| "no network interface besides lo: load its driver with the modules setting".to_string())
+    let names = sys.list_dir(Path::new("/sys/class/net")).map_err(|e| {
+        format!("cannot list /sys/class/net to find a network interface ({e}); name one in ip=...:DEVICE")
+    })?;
+    names.into_iter().find(|n| n != "lo").ok_or_else(|| {
+        "no network interface besides lo: load its driver with the modules setting".to_string()
+    })
 }
 
 /// Configure the interface. Returns what was done, one line each. An interface that
@@ -125,7 +130,11 @@ pub fn apply(sys: &dyn Sys, cfg: &StaticIp) -> Result<Vec<String>, String> {
             return Ok(done);
         }
         Ok(None) => {}
-        Err(e) => return Err(format!("network interface {dev}: {e} (is its driver loaded? see the modules setting)")),
+        Err(e) => {
+            return Err(format!(
+                "network interface {dev}: {e} (is its driver loaded? see the modules setting)"
+            ))
+        }
     }
     let mask = cfg.netmask.unwrap_or_else(|| default_netmask(client));
     sys.if_set_ipv4(&dev, client).map_err(|e| format!("{dev}: setting address {client}: {e}"))?;

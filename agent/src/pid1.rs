@@ -155,11 +155,18 @@ pub fn install(mode: Mode, sys: &dyn Sys) -> io::Result<Vec<String>> {
         _ => {
             // SAFETY: plain prctl with integer arguments.
             if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-                lines.push(format!("could not become a child subreaper ({}); orphans go to the real init", io::Error::last_os_error()));
+                lines.push(format!(
+                    "could not become a child subreaper ({}); orphans go to the real init",
+                    io::Error::last_os_error()
+                ));
             }
         }
     }
-    let reaper = Arc::new(Reaper { registry: Mutex::default(), exited: Condvar::new(), orphans_reaped: AtomicU64::new(0) });
+    let reaper = Arc::new(Reaper {
+        registry: Mutex::default(),
+        exited: Condvar::new(),
+        orphans_reaped: AtomicU64::new(0),
+    });
     if REAPER.set(reaper.clone()).is_err() {
         return Ok(lines);
     }
@@ -510,7 +517,8 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 /// Run `f`, turning a panic into `Err(message)` so that the caller ends the run with
 /// `on_failure` instead of letting PID 1 die (a kernel panic).
 pub fn guard<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    panic::catch_unwind(AssertUnwindSafe(f)).map_err(|p| format!("internal error: {}", panic_text(p.as_ref())))
+    panic::catch_unwind(AssertUnwindSafe(f))
+        .map_err(|p| format!("internal error: {}", panic_text(p.as_ref())))
 }
 
 /// `pid -> (ppid, state)` from `/proc/<pid>/stat`.
@@ -653,7 +661,8 @@ mod tests {
 
     #[test]
     fn stop_reasons_round_trip() {
-        for r in [StopReason::Terminate, StopReason::Interrupt, StopReason::PowerFailure, StopReason::Hangup] {
+        for r in [StopReason::Terminate, StopReason::Interrupt, StopReason::PowerFailure, StopReason::Hangup]
+        {
             assert_eq!(StopReason::from_code(r.code()), Some(r));
         }
         assert_eq!(StopReason::from_signal(libc::SIGPWR), Some(StopReason::PowerFailure));

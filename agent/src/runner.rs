@@ -34,13 +34,7 @@ pub trait BuildObserver {
     fn module_started(&mut self, index: usize, total: usize, name: &str);
     /// Output of the module, as it comes (stdout and stderr interleaved).
     fn output(&mut self, index: usize, name: &str, bytes: &[u8]);
-    fn module_finished(
-        &mut self,
-        index: usize,
-        name: &str,
-        outcome: &ModuleOutcome,
-        duration: Duration,
-    );
+    fn module_finished(&mut self, index: usize, name: &str, outcome: &ModuleOutcome, duration: Duration);
     /// The run goes on from where an earlier boot stopped.
     fn resumed(&mut self, _index: usize, _name: &str, _previous_boots: u32) {}
     /// Something worth showing that does not stop the run.
@@ -65,10 +59,7 @@ pub struct StdLauncher;
 impl Launcher for StdLauncher {
     fn launch(&self, cmd: &mut Command) -> io::Result<Launched> {
         let mut child = cmd.spawn()?;
-        Ok(Launched {
-            pid: child.id(),
-            wait: Box::new(move || child.wait()),
-        })
+        Ok(Launched { pid: child.id(), wait: Box::new(move || child.wait()) })
     }
 }
 
@@ -160,11 +151,7 @@ enum StepEnd {
 
 impl Runner {
     pub fn new(config: RunnerConfig) -> Runner {
-        Runner {
-            config,
-            launcher: Arc::new(StdLauncher),
-            stop: StopHandle::default(),
-        }
+        Runner { config, launcher: Arc::new(StdLauncher), stop: StopHandle::default() }
     }
 
     pub fn with_launcher(mut self, launcher: Arc<dyn Launcher>) -> Runner {
@@ -208,17 +195,11 @@ impl Runner {
         let env = self.environment(bundle);
         let logs = in_root(&self.config.root, &self.config.logs_dir);
         std::fs::create_dir_all(&logs).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot create the log folder {}: {e}", logs.display()),
-            )
+            io::Error::new(e.kind(), format!("cannot create the log folder {}: {e}", logs.display()))
         })?;
         let env_text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         if let Err(e) = std::fs::write(logs.join("environment"), env_text) {
-            observer.warning(&format!(
-                "cannot write {}: {e}",
-                logs.join("environment").display()
-            ));
+            observer.warning(&format!("cannot write {}: {e}", logs.join("environment").display()));
         }
         if let Some(r) = checkpoint.resume_point() {
             observer.resumed(r.index, &r.module, r.previous_boots);
@@ -227,10 +208,7 @@ impl Runner {
         let mut ran = 0;
         for (index, module) in modules.iter().enumerate().skip(start) {
             if self.stop.is_stopped() {
-                return Ok(RunResult::Stopped {
-                    index,
-                    module: module.name.clone(),
-                });
+                return Ok(RunResult::Stopped { index, module: module.name.clone() });
             }
             if let Err(e) = checkpoint.module_started(index) {
                 observer.warning(&e.to_string());
@@ -239,10 +217,7 @@ impl Runner {
             let began = Instant::now();
             let log_path = self.log_path(index, &module.name);
             let mut log = File::create(&log_path).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot create the module log {}: {e}", log_path.display()),
-                )
+                io::Error::new(e.kind(), format!("cannot create the module log {}: {e}", log_path.display()))
             })?;
             let mut tail = Tail::default();
             let end = self.run_module(index, module, &env, &mut log, &mut tail, observer);
@@ -250,11 +225,7 @@ impl Runner {
             let duration = began.elapsed();
             match end {
                 StepEnd::Ok => {
-                    let outcome = ModuleOutcome {
-                        success: true,
-                        exit_code: Some(0),
-                        signal: None,
-                    };
+                    let outcome = ModuleOutcome { success: true, exit_code: Some(0), signal: None };
                     if let Err(e) = checkpoint.module_finished(index, &outcome, duration) {
                         observer.warning(&e.to_string());
                     }
@@ -262,16 +233,10 @@ impl Runner {
                     ran += 1;
                 }
                 StepEnd::Stopped => {
-                    let outcome = ModuleOutcome {
-                        success: false,
-                        exit_code: None,
-                        signal: Some(libc::SIGTERM),
-                    };
+                    let outcome =
+                        ModuleOutcome { success: false, exit_code: None, signal: Some(libc::SIGTERM) };
                     observer.module_finished(index, &module.name, &outcome, duration);
-                    return Ok(RunResult::Stopped {
-                        index,
-                        module: module.name.clone(),
-                    });
+                    return Ok(RunResult::Stopped { index, module: module.name.clone() });
                 }
                 StepEnd::Failed(outcome, message) => {
                     if let Err(e) = checkpoint.module_finished(index, &outcome, duration) {
@@ -301,41 +266,25 @@ impl Runner {
         tail: &mut Tail,
         observer: &mut dyn BuildObserver,
     ) -> StepEnd {
-        let note =
-            |text: String, log: &mut File, tail: &mut Tail, observer: &mut dyn BuildObserver| {
-                let line = format!("stagehand: {text}\n");
-                let _ = log.write_all(line.as_bytes());
-                tail.push(line.as_bytes());
-                observer.output(index, &module.name, line.as_bytes());
-            };
+        let note = |text: String, log: &mut File, tail: &mut Tail, observer: &mut dyn BuildObserver| {
+            let line = format!("stagehand: {text}\n");
+            let _ = log.write_all(line.as_bytes());
+            tail.push(line.as_bytes());
+            observer.output(index, &module.name, line.as_bytes());
+        };
         let failed = |msg: String| {
-            StepEnd::Failed(
-                ModuleOutcome {
-                    success: false,
-                    exit_code: None,
-                    signal: None,
-                },
-                msg,
-            )
+            StepEnd::Failed(ModuleOutcome { success: false, exit_code: None, signal: None }, msg)
         };
         for step in &module.steps {
             let end = match step {
                 Step::Remove(p) => match std::fs::remove_dir_all(in_root(&self.config.root, p)) {
                     Ok(()) => StepEnd::Ok,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => StepEnd::Ok,
-                    Err(e) => failed(format!(
-                        "module {}: cannot remove {}: {e}",
-                        module.name,
-                        p.display()
-                    )),
+                    Err(e) => failed(format!("module {}: cannot remove {}: {e}", module.name, p.display())),
                 },
                 Step::MakeDir(p) => match std::fs::create_dir_all(in_root(&self.config.root, p)) {
                     Ok(()) => StepEnd::Ok,
-                    Err(e) => failed(format!(
-                        "module {}: cannot create {}: {e}",
-                        module.name,
-                        p.display()
-                    )),
+                    Err(e) => failed(format!("module {}: cannot create {}: {e}", module.name, p.display())),
                 },
                 Step::Exec(exec) => self.exec(index, module, exec, env, log, tail, observer),
             };
@@ -375,32 +324,15 @@ impl Runner {
             return StepEnd::Ok;
         };
         let fail = |code: Option<i32>, msg: String| {
-            StepEnd::Failed(
-                ModuleOutcome {
-                    success: false,
-                    exit_code: code,
-                    signal: None,
-                },
-                msg,
-            )
+            StepEnd::Failed(ModuleOutcome { success: false, exit_code: code, signal: None }, msg)
         };
         let (reader, writer) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
             Ok((r, w)) => (File::from(r), File::from(w)),
-            Err(e) => {
-                return fail(
-                    None,
-                    format!("module {}: cannot create a pipe: {e}", module.name),
-                )
-            }
+            Err(e) => return fail(None, format!("module {}: cannot create a pipe: {e}", module.name)),
         };
         let writer2 = match writer.try_clone() {
             Ok(w) => w,
-            Err(e) => {
-                return fail(
-                    None,
-                    format!("module {}: cannot create a pipe: {e}", module.name),
-                )
-            }
+            Err(e) => return fail(None, format!("module {}: cannot create a pipe: {e}", module.name)),
         };
         let mut cmd = Command::new(program);
         cmd.args(&step.argv[1..])
@@ -443,11 +375,7 @@ impl Runner {
                     Some(libc::EACCES) => format!("module {}: {program}: permission denied (not executable?)", module.name),
                     _ => format!("module {}: cannot start {program}: {e}", module.name),
                 };
-                let code = if e.raw_os_error() == Some(libc::ENOENT) {
-                    127
-                } else {
-                    126
-                };
+                let code = if e.raw_os_error() == Some(libc::ENOENT) { 127 } else { 126 };
                 return fail(Some(code), msg);
             }
         };
@@ -476,9 +404,7 @@ impl Runner {
                     exited_at = Some(Instant::now());
                 }
             }
-            if status.is_some()
-                && (eof || exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2)))
-            {
+            if status.is_some() && (eof || exited_at.is_some_and(|t| t.elapsed() > Duration::from_secs(2))) {
                 break;
             }
             if self.stop.is_stopped() && status.is_none() {
@@ -507,11 +433,7 @@ impl Runner {
                 }
                 continue;
             }
-            let mut pfd = libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            };
+            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
             // SAFETY: one valid pollfd.
             let n = unsafe { libc::poll(&mut pfd, 1, 100) };
             if n <= 0 {
@@ -522,10 +444,7 @@ impl Runner {
                 Ok(n) => {
                     let bytes = &buf[..n];
                     if let Err(e) = log.write_all(bytes) {
-                        observer.warning(&format!(
-                            "module {}: cannot write its log: {e}",
-                            module.name
-                        ));
+                        observer.warning(&format!("module {}: cannot write its log: {e}", module.name));
                     }
                     tail.push(bytes);
                     observer.output(index, &module.name, bytes);
@@ -538,17 +457,9 @@ impl Runner {
         let status = match status {
             Some(Ok(s)) => s,
             Some(Err(e)) => {
-                return fail(
-                    None,
-                    format!("module {}: lost track of {program}: {e}", module.name),
-                )
+                return fail(None, format!("module {}: lost track of {program}: {e}", module.name))
             }
-            None => {
-                return fail(
-                    None,
-                    format!("module {}: lost track of {program}", module.name),
-                )
-            }
+            None => return fail(None, format!("module {}: lost track of {program}", module.name)),
         };
         if term_sent.is_some() || self.stop.is_stopped() {
             return StepEnd::Stopped;
@@ -556,20 +467,13 @@ impl Runner {
         if status.success() || step.ignore_failure {
             return StepEnd::Ok;
         }
-        let outcome = ModuleOutcome {
-            success: false,
-            exit_code: status.code(),
-            signal: status.signal(),
-        };
+        let outcome = ModuleOutcome { success: false, exit_code: status.code(), signal: status.signal() };
         let how = match (status.code(), status.signal()) {
             (Some(c), _) => format!("exit status {c}"),
             (None, Some(s)) => format!("killed by signal {s}"),
             _ => "failed".into(),
         };
-        StepEnd::Failed(
-            outcome,
-            format!("module {}: {program} failed: {how}", module.name),
-        )
+        StepEnd::Failed(outcome, format!("module {}: {program} failed: {how}", module.name))
     }
 }
 
@@ -579,15 +483,7 @@ fn cstring(p: &Path) -> std::ffi::CString {
 }
 
 fn sanitize(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.+".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.+".contains(c) { c } else { '_' }).collect()
 }
 
 /// The last bytes of a module's output.

@@ -22,23 +22,14 @@ fn bst_bundle(dir: &Path, modules: &[&str]) {
     );
     write_exec(&dir.join("build.sh"), &build_sh);
     for m in modules {
-        write_exec(
-            &dir.join(format!("source/build-{m}")),
-            &format!("#!/bin/sh\necho building {m}\n"),
-        );
+        write_exec(&dir.join(format!("source/build-{m}")), &format!("#!/bin/sh\necho building {m}\n"));
         fs::create_dir_all(dir.join(format!("source/{m}"))).unwrap();
     }
 }
 
 fn targz(src_parent: &Path, what: &str, out: &Path) {
     assert!(Command::new("tar")
-        .args([
-            "czf",
-            out.to_str().unwrap(),
-            "-C",
-            src_parent.to_str().unwrap(),
-            what
-        ])
+        .args(["czf", out.to_str().unwrap(), "-C", src_parent.to_str().unwrap(), what])
         .status()
         .unwrap()
         .success());
@@ -49,53 +40,23 @@ fn buildstream_folder() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
     bst_bundle(&root.join("bundle/stage3"), &["base", "hello", "gcc"]);
-    let b = open(
-        root,
-        Path::new("/bundle/stage3"),
-        BundleKind::Auto,
-        Path::new("/work"),
-    )
-    .unwrap();
+    let b = open(root, Path::new("/bundle/stage3"), BundleKind::Auto, Path::new("/work")).unwrap();
     assert_eq!(b.kind(), BundleKind::BuildStream);
     assert_eq!(b.module_names(), vec!["base", "hello", "gcc"]);
     assert_eq!(
         b.env()[0],
-        (
-            "PATH".to_string(),
-            "/usr/bin:/usr/sbin/:/sbin:/bin:/tools/bin:/tools/sbin".to_string()
-        )
+        ("PATH".to_string(), "/usr/bin:/usr/sbin/:/sbin:/bin:/tools/bin:/tools/sbin".to_string())
     );
     assert_eq!(b.env()[1], ("SRCDIR".to_string(), "./source".to_string()));
-    let Step::Exec(e) = &b.modules()[1].steps[0] else {
-        panic!()
-    };
+    let Step::Exec(e) = &b.modules()[1].steps[0] else { panic!() };
     assert_eq!(e.argv, vec!["/bundle/stage3/source/build-hello"]);
     assert_eq!(e.cwd, PathBuf::from("/bundle/stage3"));
-    assert_eq!(
-        b.modules()[1].steps[1],
-        Step::Exec(ExecStep::ldconfig(true))
-    );
+    assert_eq!(b.modules()[1].steps[1], Step::Exec(ExecStep::ldconfig(true)));
     // The folder holding the top folder is accepted too; the identity follows the content.
-    let b2 = open(
-        root,
-        Path::new("/bundle"),
-        BundleKind::Auto,
-        Path::new("/work"),
-    )
-    .unwrap();
+    let b2 = open(root, Path::new("/bundle"), BundleKind::Auto, Path::new("/work")).unwrap();
     assert_eq!(b2.identity(), b.identity());
-    fs::write(
-        root.join("bundle/stage3/source/build-gcc"),
-        "#!/bin/sh\necho changed\n",
-    )
-    .unwrap();
-    let b3 = open(
-        root,
-        Path::new("/bundle"),
-        BundleKind::BuildStream,
-        Path::new("/work"),
-    )
-    .unwrap();
+    fs::write(root.join("bundle/stage3/source/build-gcc"), "#!/bin/sh\necho changed\n").unwrap();
+    let b3 = open(root, Path::new("/bundle"), BundleKind::BuildStream, Path::new("/work")).unwrap();
     assert_ne!(b3.identity(), b.identity());
 }
 
@@ -106,38 +67,21 @@ fn buildstream_tarball_is_unpacked_once() {
     let src = tempfile::tempdir().unwrap();
     bst_bundle(&src.path().join("stage3"), &["a", "b"]);
     targz(src.path(), "stage3", &root.join("b.tar.gz"));
-    let b = open(
-        root,
-        Path::new("/b.tar.gz"),
-        BundleKind::Auto,
-        Path::new("/var/lib/stagehand/bundle"),
-    )
-    .unwrap();
+    let b =
+        open(root, Path::new("/b.tar.gz"), BundleKind::Auto, Path::new("/var/lib/stagehand/bundle")).unwrap();
     assert_eq!(b.kind(), BundleKind::BuildStream);
     assert_eq!(b.module_names(), vec!["a", "b"]);
-    let sha = Command::new("sha256sum")
-        .arg(root.join("b.tar.gz"))
-        .output()
-        .unwrap();
+    let sha = Command::new("sha256sum").arg(root.join("b.tar.gz")).output().unwrap();
     assert!(String::from_utf8_lossy(&sha.stdout).starts_with(b.identity()));
     let unpacked = root.join("var/lib/stagehand/bundle/stage3/source/build-a");
     assert!(unpacked.is_file());
-    assert!(b
-        .locations()
-        .contains(&PathBuf::from("/var/lib/stagehand/bundle")));
+    assert!(b.locations().contains(&PathBuf::from("/var/lib/stagehand/bundle")));
     fs::write(&unpacked, "#!/bin/sh\necho kept\n").unwrap();
-    let again = open(
-        root,
-        Path::new("/b.tar.gz"),
-        BundleKind::BuildStream,
-        Path::new("/var/lib/stagehand/bundle"),
-    )
-    .unwrap();
+    let again =
+        open(root, Path::new("/b.tar.gz"), BundleKind::BuildStream, Path::new("/var/lib/stagehand/bundle"))
+            .unwrap();
     assert_eq!(again.identity(), b.identity());
-    assert_eq!(
-        fs::read_to_string(&unpacked).unwrap(),
-        "#!/bin/sh\necho kept\n"
-    );
+    assert_eq!(fs::read_to_string(&unpacked).unwrap(), "#!/bin/sh\necho kept\n");
 }
 
 fn morph_tree(root: &Path) {
@@ -155,30 +99,17 @@ fn morph_tree_and_tarball() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
     morph_tree(root);
-    let b = open(
-        root,
-        Path::new("/"),
-        BundleKind::Auto,
-        Path::new("/var/lib/stagehand/bundle"),
-    )
-    .unwrap();
+    let b = open(root, Path::new("/"), BundleKind::Auto, Path::new("/var/lib/stagehand/bundle")).unwrap();
     assert_eq!(b.kind(), BundleKind::Morph);
     assert_eq!(b.module_names(), vec!["zlib", "gcc"]);
     assert!(b.env().contains(&("CFLAGS".to_string(), "-O2".to_string())));
     let steps = &b.modules()[0].steps;
     assert_eq!(steps[0], Step::Remove(PathBuf::from("/zlib.inst")));
     assert_eq!(steps[1], Step::MakeDir(PathBuf::from("/zlib.inst")));
-    let Step::Exec(build) = &steps[2] else {
-        panic!()
-    };
+    let Step::Exec(build) = &steps[2] else { panic!() };
     assert_eq!(build.argv, vec!["/src/build-zlib"]);
-    assert_eq!(
-        build.env,
-        vec![("DESTDIR".to_string(), "/zlib.inst".to_string())]
-    );
-    let Step::Exec(install) = &steps[3] else {
-        panic!()
-    };
+    assert_eq!(build.env, vec![("DESTDIR".to_string(), "/zlib.inst".to_string())]);
+    let Step::Exec(install) = &steps[3] else { panic!() };
     assert_eq!(install.argv, vec!["/bin/sh", "-c", "find . | cpio -umdp /"]);
     assert_eq!(install.cwd, PathBuf::from("/zlib.inst"));
 
@@ -186,23 +117,12 @@ fn morph_tree_and_tarball() {
     let t2 = tempfile::tempdir().unwrap();
     let root2 = t2.path();
     assert!(Command::new("tar")
-        .args([
-            "czf",
-            root2.join("morph.tgz").to_str().unwrap(),
-            "-C",
-            root.to_str().unwrap(),
-            "."
-        ])
+        .args(["czf", root2.join("morph.tgz").to_str().unwrap(), "-C", root.to_str().unwrap(), "."])
         .status()
         .unwrap()
         .success());
-    let b2 = open(
-        root2,
-        Path::new("/morph.tgz"),
-        BundleKind::Morph,
-        Path::new("/var/lib/stagehand/bundle"),
-    )
-    .unwrap();
+    let b2 = open(root2, Path::new("/morph.tgz"), BundleKind::Morph, Path::new("/var/lib/stagehand/bundle"))
+        .unwrap();
     assert_eq!(b2.module_names(), vec!["zlib", "gcc"]);
     assert!(root2.join("src/build-gcc").is_file());
 }
@@ -212,17 +132,8 @@ fn scripts() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path();
     write_exec(&root.join("one.sh"), "#!/bin/sh\necho one\n");
-    let b = open(
-        root,
-        Path::new("/one.sh"),
-        BundleKind::Auto,
-        Path::new("/w"),
-    )
-    .unwrap();
-    assert_eq!(
-        (b.kind(), b.module_names()),
-        (BundleKind::Script, vec!["one".to_string()])
-    );
+    let b = open(root, Path::new("/one.sh"), BundleKind::Auto, Path::new("/w")).unwrap();
+    assert_eq!((b.kind(), b.module_names()), (BundleKind::Script, vec!["one".to_string()]));
     fs::create_dir(root.join("steps")).unwrap();
     fs::write(root.join("steps/10-last.sh"), "echo last\n").unwrap();
     fs::write(root.join("steps/02-second.sh"), "echo 2\n").unwrap();
@@ -230,14 +141,8 @@ fn scripts() {
     fs::write(root.join("steps/README"), "not a step\n").unwrap();
     let b = open(root, Path::new("/steps"), BundleKind::Auto, Path::new("/w")).unwrap();
     assert_eq!(b.module_names(), vec!["first", "second", "last"]);
-    let Step::Exec(e) = &b.modules()[0].steps[0] else {
-        panic!()
-    };
-    assert_eq!(
-        e.argv,
-        vec!["/bin/sh", "/steps/01-first.sh"],
-        "not executable: run with sh"
-    );
+    let Step::Exec(e) = &b.modules()[0].steps[0] else { panic!() };
+    assert_eq!(e.argv, vec!["/bin/sh", "/steps/01-first.sh"], "not executable: run with sh");
 }
 
 fn open_err(root: &Path, path: &str, kind: BundleKind) -> String {
@@ -257,11 +162,7 @@ fn bad_bundles_give_one_clear_line() {
     let root = t.path();
     assert!(open_err(root, "/missing.tar.gz", BundleKind::Auto).contains("No such file"));
 
-    fs::write(
-        root.join("garbage.tar.gz"),
-        [0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
-    )
-    .unwrap();
+    fs::write(root.join("garbage.tar.gz"), [0x1f, 0x8b, 8, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]).unwrap();
     assert!(open_err(root, "/garbage.tar.gz", BundleKind::Auto).contains("corrupt"));
 
     let src = tempfile::tempdir().unwrap();
@@ -275,20 +176,14 @@ fn bad_bundles_give_one_clear_line() {
     fs::write(src.path().join("other/docs/x"), "x").unwrap();
     targz(src.path(), "other", &root.join("other.tar.gz"));
     let e = open_err(root, "/other.tar.gz", BundleKind::Auto);
-    assert!(
-        e.contains("not a bundle") && e.contains("build.sh") && e.contains("native-bootstrap"),
-        "{e}"
-    );
+    assert!(e.contains("not a bundle") && e.contains("build.sh") && e.contains("native-bootstrap"), "{e}");
 
     assert!(open_err(root, "/good.tar.gz", BundleKind::Morph).contains("not a Morph tree"));
 
     bst_bundle(&root.join("incomplete"), &["a", "b"]);
     fs::remove_file(root.join("incomplete/source/build-b")).unwrap();
     let e = open_err(root, "/incomplete", BundleKind::Auto);
-    assert!(
-        e.contains("module b is listed") && e.contains("missing"),
-        "{e}"
-    );
+    assert!(e.contains("module b is listed") && e.contains("missing"), "{e}");
 
     fs::create_dir_all(root.join("nomodules")).unwrap();
     fs::write(root.join("nomodules/build.sh"), "echo nothing\n").unwrap();
@@ -316,8 +211,5 @@ fn foreign_architecture_is_refused() {
     fs::write(root.join("usr/bin/dash"), &elf).unwrap();
     std::os::unix::fs::symlink("dash", root.join("usr/bin/sh")).unwrap();
     let e = open_err(root, "/b", BundleKind::Auto);
-    assert!(
-        e.contains("another architecture") && e.contains("/bin/sh"),
-        "{e}"
-    );
+    assert!(e.contains("another architecture") && e.contains("/bin/sh"), "{e}");
 }

@@ -35,7 +35,13 @@ fn say(line: &str) {
 }
 
 fn ctx(mode: Mode, status: i32) -> EndContext<'static> {
-    EndContext { sys: &LinuxSys, mode, exit_status: status, shell: "/bin/sh".into(), console: "/dev/console".into() }
+    EndContext {
+        sys: &LinuxSys,
+        mode,
+        exit_status: status,
+        shell: "/bin/sh".into(),
+        console: "/dev/console".into(),
+    }
 }
 
 fn zombies() -> Vec<i32> {
@@ -68,7 +74,9 @@ fn make_orphans() -> ! {
 /// Stand-in for a root whose /dev is not devtmpfs (no devtmpfs in a user namespace
 /// either): an empty tmpfs, so that boot has to take the fallback path.
 fn hide_host_dev() {
-    LinuxSys.mount("tmpfs", std::path::Path::new("/dev"), "tmpfs", 0, Some("mode=0755")).expect("tmpfs on /dev");
+    LinuxSys
+        .mount("tmpfs", std::path::Path::new("/dev"), "tmpfs", 0, Some("mode=0755"))
+        .expect("tmpfs on /dev");
 }
 
 fn boot_pid1() {
@@ -105,14 +113,19 @@ fn inside(scenario: &str) -> ! {
                 std::thread::sleep(Duration::from_millis(20));
             }
             std::thread::sleep(Duration::from_millis(200));
-            say(&format!("RESULT orphans={} zombies={:?} watched={code:?}", pid1::orphans_reaped(), zombies()));
+            say(&format!(
+                "RESULT orphans={} zombies={:?} watched={code:?}",
+                pid1::orphans_reaped(),
+                zombies()
+            ));
             std::process::exit(0)
         }
         "sigterm" => {
             boot_pid1();
             pid1::on_stop(|r| say(&format!("STOP {}", r.name())));
             let sig = std::env::var("STAGEHAND_NS_SIGNAL").unwrap_or_else(|_| "TERM".into());
-            let _killer = pid1::spawn(Command::new("sh").args(["-c", &format!("sleep 0.3; kill -{sig} 1")])).unwrap();
+            let _killer =
+                pid1::spawn(Command::new("sh").args(["-c", &format!("sleep 0.3; kill -{sig} 1")])).unwrap();
             let deadline = Instant::now() + Duration::from_secs(10);
             while pid1::stop_requested().is_none() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -123,7 +136,13 @@ fn inside(scenario: &str) -> ! {
         "shell" => {
             // The shell end action: respawned whenever it exits, forever.
             let shell = PathBuf::from(std::env::var("STAGEHAND_NS_SHELL").unwrap());
-            let ctx = EndContext { sys: &LinuxSys, mode: Mode::Pid1, exit_status: 0, shell, console: "/dev/null".into() };
+            let ctx = EndContext {
+                sys: &LinuxSys,
+                mode: Mode::Pid1,
+                exit_status: 0,
+                shell,
+                console: "/dev/null".into(),
+            };
             pid1::end(&ctx, EndAction::Shell)
         }
         "panic" => {
@@ -140,7 +159,8 @@ fn inside(scenario: &str) -> ! {
             boot_pid1();
             let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
             let types = stagehand_agent::sys::parse_mountinfo(&mountinfo);
-            let ty = |p: &str| types.iter().rev().find(|(m, _)| m == &PathBuf::from(p)).map(|(_, t)| t.clone());
+            let ty =
+                |p: &str| types.iter().rev().find(|(m, _)| m == &PathBuf::from(p)).map(|(_, t)| t.clone());
             let self_pid = std::fs::read_link("/proc/self").unwrap();
             say(&format!(
                 "RESULT proc_self={} dev={:?} tmp={:?} run={:?} shm={:?} pts={:?} fd_link={:?} host={}",
@@ -217,7 +237,11 @@ fn run_with(scenario: &str, pid_ns: bool, env: &[(&str, &str)], limit: Duration)
     if pid_ns {
         cmd.args(["--pid", "--fork"]);
     }
-    cmd.arg(&exe).env(SCENARIO_ENV, scenario).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.arg(&exe)
+        .env(SCENARIO_ENV, scenario)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     cmd.envs(env.iter().copied()).process_group(0);
     let mut child = cmd.spawn().expect("spawn unshare");
     let deadline = Instant::now() + limit;
@@ -263,7 +287,12 @@ fn reaps_every_orphan_without_stealing_statuses() -> Result<(), String> {
     check(r.status.success(), "reap scenario did not exit 0", &r)?;
     check(line.contains("zombies=[]"), "zombies are left", &r)?;
     check(line.contains("watched=Some(7)"), "the watched child's status was stolen", &r)?;
-    let orphans: u64 = line.split("orphans=").nth(1).and_then(|s| s.split(' ').next()).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let orphans: u64 = line
+        .split("orphans=")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     check(orphans >= 2000, "fewer than 2000 orphans reaped", &r)
 }
 
@@ -278,7 +307,11 @@ fn sigterm_runs_the_end_action() -> Result<(), String> {
 fn sigpwr_and_sigint_stop_too() -> Result<(), String> {
     for (sig, reason) in [("PWR", "PowerFailure"), ("INT", "Interrupt")] {
         let r = run_with("sigterm", true, &[("STAGEHAND_NS_SIGNAL", sig)], Duration::from_secs(60));
-        check(r.stdout.contains(&format!("stop_requested=Some({reason})")), &format!("SIG{sig} did not request a stop"), &r)?;
+        check(
+            r.stdout.contains(&format!("stop_requested=Some({reason})")),
+            &format!("SIG{sig} did not request a stop"),
+            &r,
+        )?;
         check(ended_by_sigint(&r.status), "end action not taken", &r)?;
     }
     Ok(())
@@ -301,7 +334,11 @@ fn the_shell_end_action_respawns_the_shell() -> Result<(), String> {
 fn a_panic_is_reported_and_ends_with_on_failure() -> Result<(), String> {
     let r = run("panic", true);
     check(r.stdout.contains("REPORTED internal error (panic at"), "panic reporter not called", &r)?;
-    check(r.stdout.contains("GUARD Err(\"internal error: module list is corrupt\")"), "guard did not catch", &r)?;
+    check(
+        r.stdout.contains("GUARD Err(\"internal error: module list is corrupt\")"),
+        "guard did not catch",
+        &r,
+    )?;
     check(r.stdout.contains("THREAD true"), "thread panic not contained", &r)?;
     check(r.stderr.contains("stagehand-agent: halt"), "on_failure end action not taken", &r)?;
     check(ended_by_sigint(&r.status), "reboot(HALT) did not end the namespace", &r)
@@ -339,7 +376,8 @@ fn container_mode_is_a_subreaper_and_exits_with_the_status() -> Result<(), Strin
 
 fn outside() -> ! {
     let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let unshare_ok = Command::new("unshare").arg("--version").stdout(Stdio::null()).status().map(|s| s.success());
+    let unshare_ok =
+        Command::new("unshare").arg("--version").stdout(Stdio::null()).status().map(|s| s.success());
     if !matches!(unshare_ok, Ok(true)) {
         if std::env::var("CI").as_deref() == Ok("true") {
             eprintln!("ns_pid1: unshare (util-linux) is missing; CI requires these tests");
@@ -355,9 +393,15 @@ fn outside() -> ! {
         ("sigpwr_and_sigint_stop_too", sigpwr_and_sigint_stop_too),
         ("the_shell_end_action_respawns_the_shell", the_shell_end_action_respawns_the_shell),
         ("a_panic_is_reported_and_ends_with_on_failure", a_panic_is_reported_and_ends_with_on_failure),
-        ("boot_mounts_proc_tmpfs_and_falls_back_to_a_tmpfs_dev", boot_mounts_proc_tmpfs_and_falls_back_to_a_tmpfs_dev),
+        (
+            "boot_mounts_proc_tmpfs_and_falls_back_to_a_tmpfs_dev",
+            boot_mounts_proc_tmpfs_and_falls_back_to_a_tmpfs_dev,
+        ),
         ("stop_all_terms_then_kills_and_reaps", stop_all_terms_then_kills_and_reaps),
-        ("container_mode_is_a_subreaper_and_exits_with_the_status", container_mode_is_a_subreaper_and_exits_with_the_status),
+        (
+            "container_mode_is_a_subreaper_and_exits_with_the_status",
+            container_mode_is_a_subreaper_and_exits_with_the_status,
+        ),
     ];
     let mut failed = 0;
     let mut ran = 0;

@@ -38,24 +38,11 @@ fn long_dir() -> String {
 
 /// A small tree with every kind of entry.
 fn make_tree(root: &Path) {
-    for d in [
-        "bin",
-        "usr/bin",
-        "etc",
-        "proc/1",
-        "tmp",
-        "tools/bin",
-        "var/lib/stagehand",
-        "empty",
-    ] {
+    for d in ["bin", "usr/bin", "etc", "proc/1", "tmp", "tools/bin", "var/lib/stagehand", "empty"] {
         fs::create_dir_all(root.join(d)).unwrap();
     }
     fs::write(root.join("usr/bin/hello"), b"#!/bin/sh\necho hello\n").unwrap();
-    fs::set_permissions(
-        root.join("usr/bin/hello"),
-        fs::Permissions::from_mode(0o4755),
-    )
-    .unwrap();
+    fs::set_permissions(root.join("usr/bin/hello"), fs::Permissions::from_mode(0o4755)).unwrap();
     fs::write(root.join("etc/config"), vec![b'c'; 1000]).unwrap();
     fs::set_permissions(root.join("etc/config"), fs::Permissions::from_mode(0o600)).unwrap();
     fs::hard_link(root.join("usr/bin/hello"), root.join("bin/hello-again")).unwrap();
@@ -63,11 +50,8 @@ fn make_tree(root: &Path) {
     let long = root.join(long_dir());
     fs::create_dir_all(&long).unwrap();
     fs::write(long.join("file-with-a-long-path"), b"long\n").unwrap();
-    std::os::unix::fs::symlink(
-        format!("/{}/file-with-a-long-path", long_dir()),
-        root.join("bin/long-link"),
-    )
-    .unwrap();
+    std::os::unix::fs::symlink(format!("/{}/file-with-a-long-path", long_dir()), root.join("bin/long-link"))
+        .unwrap();
     mkfifo(&root.join("etc/fifo"));
     let _sock = std::os::unix::net::UnixListener::bind(root.join("etc/socket")).unwrap();
     fs::write(root.join("proc/1/status"), b"x").unwrap();
@@ -75,11 +59,7 @@ fn make_tree(root: &Path) {
     fs::write(root.join("tools/bin/gcc"), b"x").unwrap();
     fs::write(root.join("var/lib/stagehand/state.json"), b"{}").unwrap();
     fs::write(root.join("init"), b"agent").unwrap();
-    fs::write(
-        root.join("big"),
-        (0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>(),
-    )
-    .unwrap();
+    fs::write(root.join("big"), (0..300_000u32).map(|i| (i % 251) as u8).collect::<Vec<_>>()).unwrap();
 }
 
 fn pack_to_vec(opts: &PackOptions) -> (Vec<u8>, PackReport) {
@@ -91,10 +71,7 @@ fn pack_to_vec(opts: &PackOptions) -> (Vec<u8>, PackReport) {
 }
 
 fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn tar_listing(archive: &[u8], args: &[&str]) -> String {
@@ -112,11 +89,7 @@ fn tar_listing(archive: &[u8], args: &[&str]) -> String {
     });
     let out = child.wait_with_output().unwrap();
     feeder.join().unwrap();
-    assert!(
-        out.status.success(),
-        "tar {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "tar {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -131,71 +104,28 @@ fn round_trip_through_gnu_tar() {
     let (archive, report) = pack_to_vec(&PackOptions::new(&root));
     assert_eq!(report.archive_bytes, archive.len() as u64);
     assert_eq!(report.sha256, sha(&archive));
-    assert!(
-        report
-            .warnings
-            .iter()
-            .any(|w| w.contains("/etc/socket is a socket")),
-        "{:?}",
-        report.warnings
-    );
+    assert!(report.warnings.iter().any(|w| w.contains("/etc/socket is a socket")), "{:?}", report.warnings);
 
     let listing = tar_listing(&archive, &["-tvf", "-"]);
-    let names: Vec<&str> = listing
-        .lines()
-        .map(|l| l.split_whitespace().nth(5).unwrap_or(""))
-        .collect();
+    let names: Vec<&str> = listing.lines().map(|l| l.split_whitespace().nth(5).unwrap_or("")).collect();
     // Excludes: the folder stays for /proc and /tmp, nothing below; /tools, /init, state gone.
-    assert!(
-        names.contains(&"./proc/") && names.contains(&"./tmp/"),
-        "{listing}"
-    );
-    for gone in [
-        "./proc/1/",
-        "./tmp/junk",
-        "./tools/",
-        "./init",
-        "./var/lib/stagehand/",
-        "./etc/socket",
-    ] {
-        assert!(
-            !names.contains(&gone),
-            "{gone} should be excluded:\n{listing}"
-        );
+    assert!(names.contains(&"./proc/") && names.contains(&"./tmp/"), "{listing}");
+    for gone in ["./proc/1/", "./tmp/junk", "./tools/", "./init", "./var/lib/stagehand/", "./etc/socket"] {
+        assert!(!names.contains(&gone), "{gone} should be excluded:\n{listing}");
     }
     // Stable order: sorted by name bytes, parents first.
     let mut sorted = names.clone();
-    sorted.sort_by(|a, b| {
-        a.trim_end_matches('/')
-            .split('/')
-            .cmp(b.trim_end_matches('/').split('/'))
-    });
+    sorted.sort_by(|a, b| a.trim_end_matches('/').split('/').cmp(b.trim_end_matches('/').split('/')));
     assert_eq!(names, sorted);
-    assert!(
-        listing
-            .lines()
-            .any(|l| l.starts_with("prw-r-----") && l.contains("./etc/fifo")),
-        "{listing}"
-    );
+    assert!(listing.lines().any(|l| l.starts_with("prw-r-----") && l.contains("./etc/fifo")), "{listing}");
     // The first name in archive order holds the data, the later one links to it.
     assert!(
-        listing
-            .lines()
-            .any(|l| l.starts_with("-rwsr-xr-x") && l.contains("./bin/hello-again")),
+        listing.lines().any(|l| l.starts_with("-rwsr-xr-x") && l.contains("./bin/hello-again")),
         "{listing}"
     );
-    assert!(
-        listing.contains("./usr/bin/hello link to ./bin/hello-again"),
-        "{listing}"
-    );
-    assert!(
-        listing.contains("./bin/hello -> ../usr/bin/hello"),
-        "{listing}"
-    );
-    assert!(
-        listing.contains(&format!("./{}/file-with-a-long-path", long_dir())),
-        "{listing}"
-    );
+    assert!(listing.contains("./usr/bin/hello link to ./bin/hello-again"), "{listing}");
+    assert!(listing.contains("./bin/hello -> ../usr/bin/hello"), "{listing}");
+    assert!(listing.contains(&format!("./{}/file-with-a-long-path", long_dir())), "{listing}");
 
     let out = t.path().join("out");
     fs::create_dir(&out).unwrap();
@@ -204,28 +134,16 @@ fn round_trip_through_gnu_tar() {
     assert_eq!(m("usr/bin/hello").mode() & 0o7777, 0o4755);
     assert_eq!(m("etc/config").mode() & 0o7777, 0o600);
     assert_eq!(m("usr/bin/hello").ino(), m("bin/hello-again").ino());
-    assert_eq!(
-        fs::read_link(out.join("bin/hello")).unwrap(),
-        PathBuf::from("../usr/bin/hello")
-    );
+    assert_eq!(fs::read_link(out.join("bin/hello")).unwrap(), PathBuf::from("../usr/bin/hello"));
     assert!(fs::read_link(out.join("bin/long-link"))
         .unwrap()
         .to_str()
         .unwrap()
         .ends_with("file-with-a-long-path"));
     assert!(m("etc/fifo").file_type().is_fifo_like());
-    assert_eq!(
-        fs::read(out.join("big")).unwrap(),
-        fs::read(root.join("big")).unwrap()
-    );
-    assert_eq!(
-        m("etc/config").mtime(),
-        fs::metadata(root.join("etc/config")).unwrap().mtime()
-    );
-    assert_eq!(
-        fs::read(out.join(long_dir()).join("file-with-a-long-path")).unwrap(),
-        b"long\n"
-    );
+    assert_eq!(fs::read(out.join("big")).unwrap(), fs::read(root.join("big")).unwrap());
+    assert_eq!(m("etc/config").mtime(), fs::metadata(root.join("etc/config")).unwrap().mtime());
+    assert_eq!(fs::read(out.join(long_dir()).join("file-with-a-long-path")).unwrap(), b"long\n");
 }
 
 trait FifoLike {
@@ -271,14 +189,22 @@ fn clamp_mtime_makes_a_rebuilt_tree_pack_the_same() {
     fs::create_dir_all(root.join("usr/share")).unwrap();
     fs::write(root.join("usr/share/new"), b"built now\n").unwrap();
     fs::write(root.join("old"), b"from 2001\n").unwrap();
-    assert!(Command::new("touch").args(["-d", "@1000000000"]).arg(root.join("old")).status().unwrap().success());
+    assert!(Command::new("touch")
+        .args(["-d", "@1000000000"])
+        .arg(root.join("old"))
+        .status()
+        .unwrap()
+        .success());
     let limit = 1_320_937_200;
     let mut opts = PackOptions::new(&root);
     opts.clamp_mtime = Some(limit);
     let (a, _) = pack_to_vec(&opts);
     let listing = tar_listing(&a, &["-tv", "--full-time"]);
     // Newer than the limit: clamped; older: kept.
-    assert!(listing.lines().any(|l| l.contains("2011-11-10 15:00:00") && l.ends_with("./usr/share/new")), "{listing}");
+    assert!(
+        listing.lines().any(|l| l.contains("2011-11-10 15:00:00") && l.ends_with("./usr/share/new")),
+        "{listing}"
+    );
     assert!(listing.lines().any(|l| l.contains("2001-09-09 01:46:40") && l.ends_with("./old")), "{listing}");
     // The same files made again later (new mtimes everywhere) pack to the same bytes.
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -303,9 +229,7 @@ fn gzip_output_is_the_tarball_and_identical_across_thread_counts() {
     // Enough content for several 128 KiB blocks.
     fs::write(
         root.join("more"),
-        (0..1_500_000u32)
-            .map(|i| ((i * 7) % 13 + (i / 1000) % 5) as u8)
-            .collect::<Vec<_>>(),
+        (0..1_500_000u32).map(|i| ((i * 7) % 13 + (i / 1000) % 5) as u8).collect::<Vec<_>>(),
     )
     .unwrap();
     let (plain, _) = pack_to_vec(&PackOptions::new(&root));
@@ -319,22 +243,15 @@ fn gzip_output_is_the_tarball_and_identical_across_thread_counts() {
     }
     assert_eq!(outs[0], outs[1], "1 vs 2 threads");
     assert_eq!(outs[0], outs[2], "1 vs 4 threads");
-    let mut child = Command::new("gzip")
-        .arg("-dc")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new("gzip").arg("-dc").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     let mut stdin = child.stdin.take().unwrap();
     let gz = outs[0].clone();
     let feeder = std::thread::spawn(move || stdin.write_all(&gz).unwrap());
     let out = child.wait_with_output().unwrap();
     feeder.join().unwrap();
     assert!(out.status.success());
-    assert!(
-        out.stdout == plain,
-        "gzip -d output differs from the plain pack"
-    );
+    assert!(out.stdout == plain, "gzip -d output differs from the plain pack");
     assert!(outs[0].len() < plain.len());
 }
 
@@ -369,12 +286,7 @@ fn custom_excludes_and_missing_root() {
     assert!(names.contains(&"./tools/bin/gcc".to_string()));
     assert!(names.contains(&"./etc".to_string()) || names.contains(&"./etc/".to_string()));
     assert!(!names.iter().any(|n| n.starts_with("./etc/c")));
-    let e = pack(
-        &PackOptions::new(t.path().join("nope")),
-        &mut Vec::new(),
-        &mut |_, _| {},
-    )
-    .unwrap_err();
+    let e = pack(&PackOptions::new(t.path().join("nope")), &mut Vec::new(), &mut |_, _| {}).unwrap_err();
     assert!(e.0.contains("cannot pack") && e.0.contains("nope"), "{e}");
 }
 
@@ -397,12 +309,7 @@ fn a_failing_writer_is_an_error_not_a_short_archive() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("root");
     make_tree(&root);
-    let e = pack(
-        &PackOptions::new(&root),
-        &mut FailingWriter(100_000),
-        &mut |_, _| {},
-    )
-    .unwrap_err();
+    let e = pack(&PackOptions::new(&root), &mut FailingWriter(100_000), &mut |_, _| {}).unwrap_err();
     assert!(e.0.contains("link down"), "{e}");
 }
 
@@ -418,26 +325,16 @@ fn device_nodes_when_really_root() {
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("root");
     fs::create_dir_all(root.join("etc")).unwrap();
-    let c = std::ffi::CString::new(root.join("etc/null").into_os_string().into_encoded_bytes())
-        .unwrap();
-    assert_eq!(
-        unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) },
-        0
-    );
-    let c = std::ffi::CString::new(root.join("etc/loop9").into_os_string().into_encoded_bytes())
-        .unwrap();
-    assert_eq!(
-        unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o660, libc::makedev(7, 9)) },
-        0
-    );
+    let c = std::ffi::CString::new(root.join("etc/null").into_os_string().into_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) }, 0);
+    let c = std::ffi::CString::new(root.join("etc/loop9").into_os_string().into_encoded_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFBLK | 0o660, libc::makedev(7, 9)) }, 0);
     fs::set_permissions(root.join("etc/null"), fs::Permissions::from_mode(0o666)).unwrap();
     fs::set_permissions(root.join("etc/loop9"), fs::Permissions::from_mode(0o660)).unwrap();
     let (a, _) = pack_to_vec(&PackOptions::new(&root));
     let listing = tar_listing(&a, &["-tvf", "-"]);
     assert!(
-        listing
-            .lines()
-            .any(|l| l.starts_with("crw-rw-rw-") && l.contains("1,3") && l.contains("./etc/null")),
+        listing.lines().any(|l| l.starts_with("crw-rw-rw-") && l.contains("1,3") && l.contains("./etc/null")),
         "{listing}"
     );
     assert!(
@@ -462,28 +359,15 @@ fn child_entry() {
             o.keep_copy = Some(dir.join("small/copy.tar"));
             let e = pack(&o, &mut std::io::sink(), &mut |_, _| {}).unwrap_err();
             println!("PACK ERROR: {e}");
-            assert!(
-                e.0.contains("keep_copy") && e.0.contains("No space left"),
-                "{e}"
-            );
+            assert!(e.0.contains("keep_copy") && e.0.contains("No space left"), "{e}");
         }
         "memory" => {
             let mut o = PackOptions::new(dir.join("tree"));
-            o.gzip = Some(GzipOptions {
-                level: 1,
-                threads: 2,
-            });
+            o.gzip = Some(GzipOptions { level: 1, threads: 2 });
             let r = pack(&o, &mut std::io::sink(), &mut |_, _| {}).unwrap();
             let status = fs::read_to_string("/proc/self/status").unwrap();
-            let hwm = status
-                .lines()
-                .find(|l| l.starts_with("VmHWM"))
-                .unwrap()
-                .to_string();
-            println!(
-                "PACKED {} tree bytes into {} archive bytes; {hwm}",
-                r.tree_bytes, r.archive_bytes
-            );
+            let hwm = status.lines().find(|l| l.starts_with("VmHWM")).unwrap().to_string();
+            println!("PACKED {} tree bytes into {} archive bytes; {hwm}", r.tree_bytes, r.archive_bytes);
         }
         "changing" => {
             let (a, r) = pack_to_vec(&PackOptions::new(dir.join("tree")));
@@ -533,30 +417,18 @@ fn disk_full_on_keep_copy_is_a_clear_error() {
     let mut x: u64 = 1;
     let noise: Vec<u8> = (0..3_000_000)
         .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             (x >> 56) as u8
         })
         .collect();
     fs::write(tree.join("noise"), noise).unwrap();
     fs::create_dir_all(t.path().join("small")).unwrap();
-    let script = format!(
-        "mount -t tmpfs -o size=1m tmpfs {} && exec \"$0\" \"$@\"",
-        t.path().join("small").display()
-    );
+    let script =
+        format!("mount -t tmpfs -o size=1m tmpfs {} && exec \"$0\" \"$@\"", t.path().join("small").display());
     let out = child(
         "disk-full",
         t.path(),
-        &[
-            "unshare",
-            "--user",
-            "--map-root-user",
-            "--mount",
-            "sh",
-            "-c",
-            &script,
-        ],
+        &["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", &script],
     );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -579,41 +451,19 @@ fn files_changing_size_while_read_keep_the_archive_valid() {
     fs::create_dir_all(&tree).unwrap();
     fs::write(tree.join("grows"), b"").unwrap();
     fs::write(tree.join("shrinks"), b"").unwrap();
-    let mut script = format!(
-        "mount --bind /proc/version {}",
-        tree.join("grows").display()
-    );
+    let mut script = format!("mount --bind /proc/version {}", tree.join("grows").display());
     if shrinking.exists() {
-        script += &format!(
-            " && mount --bind {} {}",
-            shrinking.display(),
-            tree.join("shrinks").display()
-        );
+        script += &format!(" && mount --bind {} {}", shrinking.display(), tree.join("shrinks").display());
     }
     script += " && exec \"$0\" \"$@\"";
     let out = child(
         "changing",
         t.path(),
-        &[
-            "unshare",
-            "--user",
-            "--map-root-user",
-            "--mount",
-            "sh",
-            "-c",
-            &script,
-        ],
+        &["unshare", "--user", "--map-root-user", "--mount", "sh", "-c", &script],
     );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("WARNING /grows grew while packing: cut at 0 bytes"),
-        "{text}"
-    );
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("WARNING /grows grew while packing: cut at 0 bytes"), "{text}");
     assert!(text.contains("ENTRY ./grows 0"), "{text}");
     if shrinking.exists() {
         assert!(
@@ -628,60 +478,32 @@ fn files_changing_size_while_read_keep_the_archive_valid() {
 
 #[test]
 fn memory_stays_small_on_a_big_tree() {
-    let mib: u64 = std::env::var("STAGEHAND_PACK_MEM_MIB")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(96);
+    let mib: u64 = std::env::var("STAGEHAND_PACK_MEM_MIB").ok().and_then(|s| s.parse().ok()).unwrap_or(96);
     let t = tempfile::tempdir().unwrap();
     let tree = t.path().join("tree");
     fs::create_dir_all(&tree).unwrap();
     for i in 0..4 {
         // Sparse files: big to read, nothing on disk.
-        fs::File::create(tree.join(format!("big{i}")))
-            .unwrap()
-            .set_len(mib << 18)
-            .unwrap();
+        fs::File::create(tree.join(format!("big{i}"))).unwrap().set_len(mib << 18).unwrap();
     }
     let out = child("memory", t.path(), &[]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let line = text
-        .lines()
-        .find_map(|l| l.find("PACKED").map(|i| &l[i..]))
-        .expect("the child reports its numbers");
+    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    let line =
+        text.lines().find_map(|l| l.find("PACKED").map(|i| &l[i..])).expect("the child reports its numbers");
     println!("{line}");
-    let kb: u64 = line
-        .split("VmHWM:")
-        .nth(1)
-        .unwrap()
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .unwrap();
+    let kb: u64 = line.split("VmHWM:").nth(1).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap();
     assert!(kb < 48 * 1024, "peak RSS {kb} kB while packing {mib} MiB");
-    assert!(
-        line.contains(&format!("PACKED {} tree bytes", mib << 20)),
-        "{line}"
-    );
+    assert!(line.contains(&format!("PACKED {} tree bytes", mib << 20)), "{line}");
 }
 
 /// `STAGEHAND_PACK_BENCH=/some/tree cargo test --release --test pack_tree -- --ignored bench`
 #[test]
 #[ignore]
 fn bench_throughput() {
-    let dir = PathBuf::from(
-        std::env::var("STAGEHAND_PACK_BENCH").expect("set STAGEHAND_PACK_BENCH to a tree"),
-    );
-    for (label, gzip) in [
-        ("tar", None),
-        ("gzip-1-thread", Some(1)),
-        ("gzip-2-threads", Some(2)),
-    ] {
+    let dir =
+        PathBuf::from(std::env::var("STAGEHAND_PACK_BENCH").expect("set STAGEHAND_PACK_BENCH to a tree"));
+    for (label, gzip) in [("tar", None), ("gzip-1-thread", Some(1)), ("gzip-2-threads", Some(2))] {
         let mut o = PackOptions::new(&dir);
         o.excludes = Excludes::none();
         o.gzip = gzip.map(|threads| GzipOptions { level: 6, threads });

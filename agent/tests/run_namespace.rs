@@ -16,9 +16,8 @@ use stagehand_agent::checkpoint::Checkpoint;
 use stagehand_agent::events::{Event, ModuleOutcome};
 use stagehand_agent::runner::{BuildObserver, RunResult, Runner, RunnerConfig};
 
-const TOOLS: &[&str] = &[
-    "sh", "cp", "mv", "find", "cpio", "mkdir", "rmdir", "rm", "cat", "sleep", "ls", "true", "env",
-];
+const TOOLS: &[&str] =
+    &["sh", "cp", "mv", "find", "cpio", "mkdir", "rmdir", "rm", "cat", "sleep", "ls", "true", "env"];
 
 fn have(tool: &str) -> bool {
     let ok = Command::new("sh")
@@ -39,11 +38,7 @@ fn have(tool: &str) -> bool {
 
 fn sh(cmd: &str) -> String {
     let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{cmd}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -69,10 +64,7 @@ fn minimal_root(root: &Path) {
             continue; // a shell builtin
         }
         files.push(path.clone());
-        for lib in sh(&format!("ldd {path} || true"))
-            .split_whitespace()
-            .filter(|w| w.starts_with('/'))
-        {
+        for lib in sh(&format!("ldd {path} || true")).split_whitespace().filter(|w| w.starts_with('/')) {
             files.push(lib.to_string());
         }
     }
@@ -93,9 +85,7 @@ fn make_bundle(work: &Path) -> PathBuf {
     let project = work.join("project");
     sh(&format!(
         "cp -r '{}' '{}'",
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/bst-project")
-            .display(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bst-project").display(),
         project.display()
     ));
     let home = work.join("home");
@@ -138,11 +128,7 @@ impl Printer {
 }
 impl BuildObserver for Printer {
     fn module_started(&mut self, index: usize, total: usize, name: &str) {
-        self.emit(Event::ModuleStarted {
-            index,
-            total,
-            name: name.into(),
-        });
+        self.emit(Event::ModuleStarted { index, total, name: name.into() });
     }
     fn output(&mut self, _index: usize, _name: &str, _bytes: &[u8]) {}
     fn module_finished(&mut self, index: usize, name: &str, outcome: &ModuleOutcome, d: Duration) {
@@ -154,16 +140,10 @@ impl BuildObserver for Printer {
         });
     }
     fn resumed(&mut self, index: usize, name: &str, previous_boots: u32) {
-        self.emit(Event::Resumed {
-            module: name.into(),
-            index,
-            previous_boots,
-        });
+        self.emit(Event::Resumed { module: name.into(), index, previous_boots });
     }
     fn warning(&mut self, message: &str) {
-        self.emit(Event::Warning {
-            message: message.into(),
-        });
+        self.emit(Event::Warning { message: message.into() });
     }
 }
 
@@ -175,27 +155,13 @@ fn child_entry() {
         return;
     };
     let root = PathBuf::from(root);
-    let path =
-        std::env::var("STAGEHAND_RUN_BUNDLE").unwrap_or_else(|_| "/bundle/system.tar.gz".into());
-    let bundle = open(
-        &root,
-        Path::new(&path),
-        BundleKind::Auto,
-        Path::new("/var/lib/stagehand/bundle"),
-    )
-    .unwrap();
-    let mut cp = Checkpoint::open(
-        &root.join("var/lib/stagehand"),
-        bundle.identity(),
-        &bundle.module_names(),
-    )
-    .unwrap();
+    let path = std::env::var("STAGEHAND_RUN_BUNDLE").unwrap_or_else(|_| "/bundle/system.tar.gz".into());
+    let bundle =
+        open(&root, Path::new(&path), BundleKind::Auto, Path::new("/var/lib/stagehand/bundle")).unwrap();
+    let mut cp =
+        Checkpoint::open(&root.join("var/lib/stagehand"), bundle.identity(), &bundle.module_names()).unwrap();
     let mut config = RunnerConfig::new(&root, "/var/log/stagehand");
-    for kv in std::env::var("STAGEHAND_RUN_ENV")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-    {
+    for kv in std::env::var("STAGEHAND_RUN_ENV").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap();
         config.env.push((k.into(), v.into()));
     }
@@ -205,15 +171,12 @@ fn child_entry() {
         modules: bundle.module_names(),
         completed: cp.completed_names(),
     });
-    let result = Runner::new(config)
-        .run(&*bundle, &mut cp, &mut Printer)
-        .unwrap();
+    let result = Runner::new(config).run(&*bundle, &mut cp, &mut Printer).unwrap();
     match result {
         RunResult::Completed { .. } => println!("RESULT completed"),
-        RunResult::Failed(f) => println!(
-            "RESULT failed {} {:?}\nTAIL<<{}>>",
-            f.name, f.outcome.exit_code, f.log_tail
-        ),
+        RunResult::Failed(f) => {
+            println!("RESULT failed {} {:?}\nTAIL<<{}>>", f.name, f.outcome.exit_code, f.log_tail)
+        }
         RunResult::Stopped { module, .. } => println!("RESULT stopped {module}"),
     }
 }
@@ -225,14 +188,7 @@ fn agent(root: &Path, env: &str) -> std::process::Child {
 fn agent_with(root: &Path, env: &str, bundle: &str) -> std::process::Child {
     let exe = std::env::current_exe().unwrap();
     Command::new("unshare")
-        .args([
-            "--user",
-            "--map-root-user",
-            "--pid",
-            "--mount",
-            "--fork",
-            "--kill-child=SIGKILL",
-        ])
+        .args(["--user", "--map-root-user", "--pid", "--mount", "--fork", "--kill-child=SIGKILL"])
         .arg(exe)
         .args(["--exact", "child_entry", "--nocapture", "--include-ignored", "--test-threads=1"])
         .env("STAGEHAND_RUN_ROOT", root)
@@ -252,32 +208,19 @@ fn run_agent(root: &Path, env: &str) -> String {
 fn run_agent_with(root: &Path, env: &str, bundle: &str) -> String {
     let out = agent_with(root, env, bundle).wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        text.contains("RESULT"),
-        "agent run failed:\n{text}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(text.contains("RESULT"), "agent run failed:\n{text}\n{}", String::from_utf8_lossy(&out.stderr));
     text
 }
 
 fn events(text: &str) -> Vec<Event> {
     text.lines()
-        .filter_map(|l| {
-            l.split_once("EVENT ")
-                .map(|(_, json)| Event::from_line(json.as_bytes()).unwrap())
-        })
+        .filter_map(|l| l.split_once("EVENT ").map(|(_, json)| Event::from_line(json.as_bytes()).unwrap()))
         .collect()
 }
 
 fn started(evs: &[Event]) -> Vec<String> {
     evs.iter()
-        .filter_map(|e| {
-            if let Event::ModuleStarted { name, .. } = e {
-                Some(name.clone())
-            } else {
-                None
-            }
-        })
+        .filter_map(|e| if let Event::ModuleStarted { name, .. } = e { Some(name.clone()) } else { None })
         .collect()
 }
 
@@ -298,14 +241,8 @@ fn a_real_buildstream_bundle_runs_resumes_and_retries() {
     // 1. Power cut while `greeting` runs: the whole namespace dies with SIGKILL.
     let mut child = agent(&root, "TINY_SLEEP=30");
     let t0 = Instant::now();
-    while !fs::read_to_string(logs.join("03-greeting.log"))
-        .unwrap_or_default()
-        .contains("sleeping now")
-    {
-        assert!(
-            t0.elapsed() < Duration::from_secs(60),
-            "greeting never started"
-        );
+    while !fs::read_to_string(logs.join("03-greeting.log")).unwrap_or_default().contains("sleeping now") {
+        assert!(t0.elapsed() < Duration::from_secs(60), "greeting never started");
         if let Some(status) = child.try_wait().unwrap() {
             let out = child.wait_with_output().unwrap();
             panic!(
@@ -323,58 +260,32 @@ fn a_real_buildstream_bundle_runs_resumes_and_retries() {
     assert_eq!(fs::read_to_string(tiny.join("hello")).unwrap(), "hello\n");
     assert!(!tiny.join("greeting").exists());
     let state = fs::read_to_string(root.join("var/lib/stagehand/state.json")).unwrap();
-    assert!(
-        state.contains("\"current\"") && state.contains("\"name\": \"greeting\""),
-        "{state}"
-    );
+    assert!(state.contains("\"current\"") && state.contains("\"name\": \"greeting\""), "{state}");
 
     // 2. Next boot: resume at greeting, finish the plan.
     let text = run_agent(&root, "");
     assert!(text.contains("RESULT completed"), "{text}");
     let second = events(&text);
     assert!(
-        second.contains(&Event::Resumed {
-            module: "greeting".into(),
-            index: 2,
-            previous_boots: 1
-        }),
+        second.contains(&Event::Resumed { module: "greeting".into(), index: 2, previous_boots: 1 }),
         "{text}"
     );
-    assert!(
-        matches!(&second[0], Event::Plan { completed, .. } if completed == &["base", "hello"]),
-        "{text}"
-    );
+    assert!(matches!(&second[0], Event::Plan { completed, .. } if completed == &["base", "hello"]), "{text}");
     assert_eq!(started(&second), vec!["greeting", "system"]);
-    assert_eq!(
-        fs::read_to_string(tiny.join("greeting")).unwrap(),
-        "hello\nworld\n"
-    );
+    assert_eq!(fs::read_to_string(tiny.join("greeting")).unwrap(), "hello\nworld\n");
     assert_eq!(fs::read_to_string(tiny.join("system")).unwrap(), "done\n");
-    assert_eq!(
-        fs::read_to_string(root.join("etc/base-release")).unwrap(),
-        "tiny base\n"
-    );
-    for log in [
-        "01-base.log",
-        "02-hello.log",
-        "03-greeting.log",
-        "04-system.log",
-    ] {
+    assert_eq!(fs::read_to_string(root.join("etc/base-release")).unwrap(), "tiny base\n");
+    for log in ["01-base.log", "02-hello.log", "03-greeting.log", "04-system.log"] {
         assert!(logs.join(log).is_file(), "{log} missing");
     }
-    assert!(fs::read_to_string(logs.join("04-system.log"))
-        .unwrap()
-        .contains("Installing system"));
+    assert!(fs::read_to_string(logs.join("04-system.log")).unwrap().contains("Installing system"));
 
     // 3. A failing module stops the run with its log tail; a later run retries it.
     fs::remove_file(root.join("var/lib/stagehand/state.json")).unwrap();
     fs::remove_dir_all(&tiny).unwrap();
     let text = run_agent(&root, "TINY_FAIL=1");
     assert!(text.contains("RESULT failed greeting Some(1)"), "{text}");
-    assert!(
-        text.contains("greeting failing on purpose"),
-        "the tail must show the error: {text}"
-    );
+    assert!(text.contains("greeting failing on purpose"), "the tail must show the error: {text}");
     assert!(!tiny.join("system").exists());
     let text = run_agent(&root, "");
     assert!(text.contains("RESULT completed"), "{text}");
@@ -405,13 +316,13 @@ fn a_morph_tree_installs_each_chunk_into_the_root() {
     );
     write_exec(&root.join("src/build-zlib"), "#!/bin/sh\nset -e\nmkdir -p $DESTDIR/zlib.build $DESTDIR/usr/lib\necho \"zlib $GREETING\" > $DESTDIR/usr/lib/libz.txt\n");
     // The second chunk needs what the first installed into /.
-    write_exec(&root.join("src/build-app"), "#!/bin/sh\nset -e\nmkdir -p $DESTDIR/usr/bin\ncat /usr/lib/libz.txt > $DESTDIR/usr/bin/app.txt\n");
+    write_exec(
+        &root.join("src/build-app"),
+        "#!/bin/sh\nset -e\nmkdir -p $DESTDIR/usr/bin\ncat /usr/lib/libz.txt > $DESTDIR/usr/bin/app.txt\n",
+    );
     let text = run_agent_with(&root, "", "/native-bootstrap");
     assert!(text.contains("RESULT completed"), "{text}");
     assert_eq!(started(&events(&text)), vec!["zlib", "app"]);
-    assert_eq!(
-        fs::read_to_string(root.join("usr/bin/app.txt")).unwrap(),
-        "zlib hi there\n"
-    );
+    assert_eq!(fs::read_to_string(root.join("usr/bin/app.txt")).unwrap(), "zlib hi there\n");
     assert!(root.join("zlib.inst/usr/lib/libz.txt").is_file());
 }

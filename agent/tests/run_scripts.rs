@@ -35,8 +35,7 @@ impl BuildObserver for Recorder {
         ));
     }
     fn resumed(&mut self, index: usize, name: &str, previous_boots: u32) {
-        self.events
-            .push(format!("resumed {index} {name} after {previous_boots}"));
+        self.events.push(format!("resumed {index} {name} after {previous_boots}"));
     }
     fn warning(&mut self, message: &str) {
         self.events.push(format!("warning {message}"));
@@ -55,40 +54,26 @@ impl Setup {
         fs::create_dir_all(dir.join("steps")).unwrap();
         for (name, body) in scripts {
             let p = dir.join("steps").join(name);
-            fs::write(
-                &p,
-                format!("#!/bin/sh\nset -e\nOUT={}\n{body}\n", dir.display()),
-            )
-            .unwrap();
+            fs::write(&p, format!("#!/bin/sh\nset -e\nOUT={}\n{body}\n", dir.display())).unwrap();
             fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
         }
         Setup { _t: t, dir }
     }
 
     fn bundle(&self) -> Box<dyn Bundle> {
-        open(
-            Path::new("/"),
-            &self.dir.join("steps"),
-            BundleKind::Auto,
-            &self.dir.join("work"),
-        )
-        .unwrap()
+        open(Path::new("/"), &self.dir.join("steps"), BundleKind::Auto, &self.dir.join("work")).unwrap()
     }
 
     fn runner(&self, env: &[(&str, &str)]) -> Runner {
         let mut c = RunnerConfig::new("/", self.dir.join("logs"));
-        c.env = env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        c.env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         c.stop_grace = Duration::from_secs(2);
         Runner::new(c)
     }
 
     fn run(&self, env: &[(&str, &str)]) -> (RunResult, Recorder) {
         let b = self.bundle();
-        let mut cp =
-            Checkpoint::open(&self.dir.join("state"), b.identity(), &b.module_names()).unwrap();
+        let mut cp = Checkpoint::open(&self.dir.join("state"), b.identity(), &b.module_names()).unwrap();
         let mut rec = Recorder::default();
         let r = self.runner(env).run(&*b, &mut cp, &mut rec).unwrap();
         (r, rec)
@@ -104,10 +89,7 @@ fn modules_run_in_order_with_logs_and_environment() {
     ]);
     let (r, rec) = s.run(&[("FLAVOUR", "vanilla")]);
     assert_eq!(r, RunResult::Completed { ran: 3 });
-    assert_eq!(
-        fs::read_to_string(s.dir.join("order")).unwrap(),
-        "first\nsecond\nthird\n"
-    );
+    assert_eq!(fs::read_to_string(s.dir.join("order")).unwrap(), "first\nsecond\nthird\n");
     assert_eq!(
         rec.events,
         vec![
@@ -120,25 +102,14 @@ fn modules_run_in_order_with_logs_and_environment() {
         ]
     );
     let log1 = fs::read_to_string(s.dir.join("logs/01-first.log")).unwrap();
-    assert!(
-        log1.contains("to-stderr") && log1.contains(&format!("PATH={DEFAULT_PATH}")),
-        "{log1}"
-    );
+    assert!(log1.contains("to-stderr") && log1.contains(&format!("PATH={DEFAULT_PATH}")), "{log1}");
     let log2 = fs::read_to_string(s.dir.join("logs/02-second.log")).unwrap();
-    assert!(
-        log2.contains("FLAVOUR=vanilla") && log2.contains("stdin-is-empty"),
-        "{log2}"
-    );
+    assert!(log2.contains("FLAVOUR=vanilla") && log2.contains("stdin-is-empty"), "{log2}");
     assert!(s.dir.join("logs/03-third.log").is_file());
     assert!(String::from_utf8_lossy(&rec.output).contains("FLAVOUR=vanilla"));
     let env = fs::read_to_string(s.dir.join("env")).unwrap();
-    assert!(
-        !env.contains("CARGO"),
-        "the caller's environment must not leak: {env}"
-    );
-    assert!(fs::read_to_string(s.dir.join("logs/environment"))
-        .unwrap()
-        .contains("FLAVOUR=vanilla"));
+    assert!(!env.contains("CARGO"), "the caller's environment must not leak: {env}");
+    assert!(fs::read_to_string(s.dir.join("logs/environment")).unwrap().contains("FLAVOUR=vanilla"));
     // A second run has nothing left to do.
     let (r, _) = s.run(&[]);
     assert_eq!(r, RunResult::Completed { ran: 0 });
@@ -152,49 +123,30 @@ fn a_failure_stops_the_run_and_is_retried_next_time() {
         ("03-after.sh", "echo after >> $OUT/order"),
     ]);
     let (r, rec) = s.run(&[]);
-    let RunResult::Failed(f) = r else {
-        panic!("{r:?}")
-    };
-    assert_eq!(
-        (f.index, f.name.as_str(), f.outcome.exit_code),
-        (1, "flaky", Some(7))
-    );
+    let RunResult::Failed(f) = r else { panic!("{r:?}") };
+    assert_eq!((f.index, f.name.as_str(), f.outcome.exit_code), (1, "flaky", Some(7)));
     assert!(f.log_tail.lines().count() <= 41, "{}", f.log_tail);
     assert!(
         f.log_tail.contains("error: something is broken")
             && f.log_tail.contains("noise 100")
             && !f.log_tail.contains("noise 1\n")
     );
-    assert!(
-        f.message.contains("module flaky") && f.message.contains("exit status 7"),
-        "{}",
-        f.message
-    );
-    assert!(rec
-        .events
-        .contains(&"finish 1 flaky false Some(7) None".to_string()));
-    assert_eq!(
-        fs::read_to_string(s.dir.join("order")).unwrap(),
-        "ok\nflaky\n"
-    );
+    assert!(f.message.contains("module flaky") && f.message.contains("exit status 7"), "{}", f.message);
+    assert!(rec.events.contains(&"finish 1 flaky false Some(7) None".to_string()));
+    assert_eq!(fs::read_to_string(s.dir.join("order")).unwrap(), "ok\nflaky\n");
 
     fs::write(s.dir.join("fixed"), "").unwrap();
     let (r, rec) = s.run(&[]);
     assert_eq!(r, RunResult::Completed { ran: 2 });
     assert_eq!(rec.events[0], "resumed 1 flaky after 1");
-    assert_eq!(
-        fs::read_to_string(s.dir.join("order")).unwrap(),
-        "ok\nflaky\nflaky\nafter\n"
-    );
+    assert_eq!(fs::read_to_string(s.dir.join("order")).unwrap(), "ok\nflaky\nflaky\nafter\n");
 }
 
 #[test]
 fn a_module_killed_by_a_signal() {
     let s = Setup::new(&[("01-boom.sh", "kill -9 $$")]);
     let (r, _) = s.run(&[]);
-    let RunResult::Failed(f) = r else {
-        panic!("{r:?}")
-    };
+    let RunResult::Failed(f) = r else { panic!("{r:?}") };
     assert_eq!((f.outcome.exit_code, f.outcome.signal), (None, Some(9)));
     assert!(f.message.contains("signal 9"), "{}", f.message);
 }
@@ -202,10 +154,7 @@ fn a_module_killed_by_a_signal() {
 #[test]
 fn stop_kills_the_whole_process_group() {
     let s = Setup::new(&[
-        (
-            "01-slow.sh",
-            "sleep 60 & echo $! > $OUT/bgpid; echo started; sleep 60",
-        ),
+        ("01-slow.sh", "sleep 60 & echo $! > $OUT/bgpid; echo started; sleep 60"),
         ("02-never.sh", "touch $OUT/never"),
     ]);
     let b = s.bundle();
@@ -215,9 +164,7 @@ fn stop_kills_the_whole_process_group() {
     let log = s.dir.join("logs/01-slow.log");
     let stopper = std::thread::spawn(move || {
         let t0 = Instant::now();
-        while !fs::read_to_string(&log)
-            .unwrap_or_default()
-            .contains("started")
+        while !fs::read_to_string(&log).unwrap_or_default().contains("started")
             && t0.elapsed() < Duration::from_secs(20)
         {
             std::thread::sleep(Duration::from_millis(20));
@@ -227,53 +174,37 @@ fn stop_kills_the_whole_process_group() {
     let t0 = Instant::now();
     let r = runner.run(&*b, &mut cp, &mut Recorder::default()).unwrap();
     stopper.join().unwrap();
-    assert_eq!(
-        r,
-        RunResult::Stopped {
-            index: 0,
-            module: "slow".into()
-        }
-    );
+    assert_eq!(r, RunResult::Stopped { index: 0, module: "slow".into() });
     assert!(t0.elapsed() < Duration::from_secs(15));
     assert!(!s.dir.join("never").exists());
-    let bg: i32 = fs::read_to_string(s.dir.join("bgpid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let bg: i32 = fs::read_to_string(s.dir.join("bgpid")).unwrap().trim().parse().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let state = fs::read_to_string(format!("/proc/{bg}/stat")).unwrap_or_default();
-    assert!(
-        state.is_empty() || state.contains(") Z "),
-        "background job survived: {state}"
-    );
+    assert!(state.is_empty() || state.contains(") Z "), "background job survived: {state}");
     // The interrupted module is the one a next run starts with.
     let cp = Checkpoint::open(&s.dir.join("state"), b.identity(), &b.module_names()).unwrap();
-    assert_eq!(
-        cp.resume_point().map(|r| (r.index, r.interrupted)),
-        Some((0, true))
-    );
+    assert_eq!(cp.resume_point().map(|r| (r.index, r.interrupted)), Some((0, true)));
 }
 
 #[test]
 fn a_binary_for_another_architecture() {
     let s = Setup::new(&[]);
     let own = fs::read("/proc/self/exe").unwrap();
-    let other: u16 = if u16::from_le_bytes([own[18], own[19]]) == 183 {
-        62
-    } else {
-        183
-    };
+    let other: u16 = if u16::from_le_bytes([own[18], own[19]]) == 183 { 62 } else { 183 };
     let mut elf = own[..64].to_vec();
     elf[18..20].copy_from_slice(&other.to_le_bytes());
     let p = s.dir.join("steps/01-foreign.sh");
     fs::write(&p, &elf).unwrap();
     fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
     let (r, _) = s.run(&[]);
-    let RunResult::Failed(f) = r else {
-        panic!("{r:?}")
-    };
-    assert!(f.message.contains("module foreign: exec format error: the sysroot's binaries are for another architecture"), "{}", f.message);
+    let RunResult::Failed(f) = r else { panic!("{r:?}") };
+    assert!(
+        f.message.contains(
+            "module foreign: exec format error: the sysroot's binaries are for another architecture"
+        ),
+        "{}",
+        f.message
+    );
     assert!(f.log_tail.contains("exec format error"));
 }
 
@@ -301,9 +232,6 @@ fn the_process_launcher_is_pluggable() {
     let mut cp = Checkpoint::open(&s.dir.join("state"), b.identity(), &b.module_names()).unwrap();
     let launcher = Arc::new(CountingLauncher(AtomicUsize::new(0)));
     let runner = s.runner(&[]).with_launcher(launcher.clone());
-    assert_eq!(
-        runner.run(&*b, &mut cp, &mut Recorder::default()).unwrap(),
-        RunResult::Completed { ran: 2 }
-    );
+    assert_eq!(runner.run(&*b, &mut cp, &mut Recorder::default()).unwrap(), RunResult::Completed { ran: 2 });
     assert_eq!(launcher.0.load(Ordering::SeqCst), 2);
 }

@@ -49,10 +49,7 @@ fn positional(args: &[String], i: usize) -> io::Result<&String> {
 }
 
 fn after_dashes(args: &[String]) -> io::Result<Vec<String>> {
-    let i = args
-        .iter()
-        .position(|a| a == "--")
-        .ok_or_else(|| io::Error::other(USAGE))?;
+    let i = args.iter().position(|a| a == "--").ok_or_else(|| io::Error::other(USAGE))?;
     let cmd = args[i + 1..].to_vec();
     if cmd.is_empty() {
         return Err(io::Error::other(USAGE));
@@ -77,13 +74,7 @@ fn run(args: &[String]) -> io::Result<()> {
             let tree = PathBuf::from(positional(rest, 0)?);
             let (_, tar) = packing::pack_tree(&tree, None)?;
             let t0 = Instant::now();
-            let (content, gz) = packing::pack_tree(
-                &tree,
-                Some(GzipOptions {
-                    level: 6,
-                    threads: 0,
-                }),
-            )?;
+            let (content, gz) = packing::pack_tree(&tree, Some(GzipOptions { level: 6, threads: 0 }))?;
             let ratio = tar.len() as f64 / gz.len() as f64;
             println!(
                 "serial-sysroot pack: content {} bytes, tar {} bytes, tar.gz (level 6) {} bytes in {:.1} s: tar/gz ratio {:.3}",
@@ -124,12 +115,8 @@ fn run(args: &[String]) -> io::Result<()> {
             let tree = PathBuf::from(positional(rest, 0)?);
             let threads = opt(rest, "--threads", 0usize)?;
             let level = opt(rest, "--level", 6u8)?;
-            let gzip = rest
-                .iter()
-                .any(|a| a == "--gzip")
-                .then_some(GzipOptions { level, threads });
-            let out =
-                std::env::temp_dir().join(format!("stagehand-bench-net-{}", std::process::id()));
+            let gzip = rest.iter().any(|a| a == "--gzip").then_some(GzipOptions { level, threads });
+            let out = std::env::temp_dir().join(format!("stagehand-bench-net-{}", std::process::id()));
             let r = packing::tcp_inprocess(&tree, gzip, &out);
             let _ = std::fs::remove_file(&out);
             r?;
@@ -137,16 +124,11 @@ fn run(args: &[String]) -> io::Result<()> {
         "host" => {
             // A minimal host for the real agent: `host PORT KEYFILE`, prints when the file
             // stream (2) ended.
-            let port: u16 = positional(rest, 0)?
-                .parse()
-                .map_err(|_| io::Error::other("PORT"))?;
-            let key = stagehand_agent::wire::Key::from_hex_file(std::path::Path::new(positional(
-                rest, 1,
-            )?))?;
+            let port: u16 = positional(rest, 0)?.parse().map_err(|_| io::Error::other("PORT"))?;
+            let key = stagehand_agent::wire::Key::from_hex_file(std::path::Path::new(positional(rest, 1)?))?;
             let listener = TcpListener::bind(("127.0.0.1", port))?;
             let t0 = Instant::now();
-            let out =
-                std::env::temp_dir().join(format!("stagehand-bench-host-{}", std::process::id()));
+            let out = std::env::temp_dir().join(format!("stagehand-bench-host-{}", std::process::id()));
             let r = packing::minimal_host(listener, key, 2, &out);
             let _ = std::fs::remove_file(&out);
             let (len, verified, busy, at) = r?;
@@ -161,11 +143,7 @@ fn run(args: &[String]) -> io::Result<()> {
             let argv = after_dashes(rest)?;
             let mut times = Vec::new();
             for _ in 0..runs {
-                times.push(if cmd == "first-frame" {
-                    first_frame(&argv)?
-                } else {
-                    exit_time(&argv)?
-                });
+                times.push(if cmd == "first-frame" { first_frame(&argv)? } else { exit_time(&argv)? });
             }
             times.sort_by(|a, b| a.total_cmp(b));
             println!(
@@ -214,10 +192,7 @@ fn first_frame(argv: &[String]) -> io::Result<f64> {
             }
             Err(e) => {
                 kill(&mut child);
-                return Err(io::Error::other(format!(
-                    "no connection from {}: {e}",
-                    argv.join(" ")
-                )));
+                return Err(io::Error::other(format!("no connection from {}: {e}", argv.join(" "))));
             }
         }
     };
@@ -235,10 +210,7 @@ fn first_frame(argv: &[String]) -> io::Result<f64> {
 
 fn exit_time(argv: &[String]) -> io::Result<f64> {
     let t0 = Instant::now();
-    Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdout(std::process::Stdio::null())
-        .status()?;
+    Command::new(&argv[0]).args(&argv[1..]).stdout(std::process::Stdio::null()).status()?;
     Ok(t0.elapsed().as_secs_f64())
 }
 
@@ -246,10 +218,7 @@ fn exit_time(argv: &[String]) -> io::Result<f64> {
 /// file that `stagehand collect --input --follow` reads).
 fn throttle(input: &str, output: &str, rate: u64) -> io::Result<()> {
     let data = std::fs::read(input)?;
-    let mut out = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(output)?;
+    let mut out = std::fs::OpenOptions::new().append(true).create(true).open(output)?;
     let t0 = Instant::now();
     let step = (rate / 50).max(1) as usize;
     for (i, chunk) in data.chunks(step).enumerate() {
@@ -259,10 +228,6 @@ fn throttle(input: &str, output: &str, rate: u64) -> io::Result<()> {
         }
         out.write_all(chunk)?;
     }
-    println!(
-        "throttle: {} bytes in {:.1} s",
-        data.len(),
-        t0.elapsed().as_secs_f64()
-    );
+    println!("throttle: {} bytes in {:.1} s", data.len(), t0.elapsed().as_secs_f64());
     Ok(())
 }

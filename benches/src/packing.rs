@@ -22,17 +22,10 @@ pub fn levels(root: &Path, limit: usize) -> io::Result<()> {
     let (_, mut tar) = pack_tree(root, None)?;
     tar.truncate(limit);
     let mb = tar.len() as f64 / 1e6;
-    println!(
-        "deflate-levels: input {:.1} MB (the first bytes of the tree's tar), 1 thread each",
-        mb
-    );
+    println!("deflate-levels: input {:.1} MB (the first bytes of the tree's tar), 1 thread each", mb);
     let tool = |name: &str, args: &[&str]| -> io::Result<()> {
         let t0 = Instant::now();
-        let mut child = Command::new(name)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
+        let mut child = Command::new(name).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
         let mut stdin = child.stdin.take().expect("piped");
         let input = tar.clone();
         let feeder = std::thread::spawn(move || stdin.write_all(&input));
@@ -94,9 +87,8 @@ pub fn tcp_inprocess(root: &Path, gzip: Option<GzipOptions>, out: &Path) -> io::
     let packed = t0.elapsed().as_secs_f64();
     let stats = uplink.finish(Duration::from_secs(120))?;
     drop(uplink);
-    let (len, verified, busy, ended) = host
-        .join()
-        .map_err(|_| io::Error::other("host thread panicked"))??;
+    let (len, verified, busy, ended) =
+        host.join().map_err(|_| io::Error::other("host thread panicked"))??;
     println!(
         "network-inprocess {}: {} bytes in {:.2} s (packed in {:.2} s), verified {verified}, host busy {:.2} s, frames {}, retransmitted {}, last frame size {}",
         match &gzip {
@@ -137,28 +129,14 @@ pub fn minimal_host(
         let n = match conn.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                0
-            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => 0,
             Err(_) => break,
         };
         let t = Instant::now();
         for ev in rx.handle_input(&buf[..n], Instant::now()) {
             match ev {
-                RxEvent::Data {
-                    stream: s, bytes, ..
-                } if s == stream => file.write_all(&bytes)?,
-                RxEvent::StreamEnd {
-                    stream: s,
-                    len,
-                    verified,
-                    ..
-                } if s == stream => {
+                RxEvent::Data { stream: s, bytes, .. } if s == stream => file.write_all(&bytes)?,
+                RxEvent::StreamEnd { stream: s, len, verified, .. } if s == stream => {
                     file.flush()?;
                     ended = Some((len, verified, Instant::now()));
                 }

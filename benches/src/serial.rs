@@ -23,23 +23,10 @@ pub const RATE: u64 = 11_520;
 pub fn case(name: &str) -> Result<Faults, String> {
     Ok(match name {
         "clean" => Faults::default(),
-        "ber1e-5" => Faults {
-            ber: 1e-5,
-            drop: 0.0,
-        },
-        "ber1e-4" => Faults {
-            ber: 1e-4,
-            drop: 0.0,
-        },
-        "drop1e-4" => Faults {
-            ber: 0.0,
-            drop: 1e-4,
-        },
-        _ => {
-            return Err(format!(
-                "unknown fault case {name:?} (clean, ber1e-5, ber1e-4, drop1e-4)"
-            ))
-        }
+        "ber1e-5" => Faults { ber: 1e-5, drop: 0.0 },
+        "ber1e-4" => Faults { ber: 1e-4, drop: 0.0 },
+        "drop1e-4" => Faults { ber: 0.0, drop: 1e-4 },
+        _ => return Err(format!("unknown fault case {name:?} (clean, ber1e-5, ber1e-4, drop1e-4)")),
     })
 }
 
@@ -62,12 +49,7 @@ pub fn sim(label: &str, data: &[u8], faults: Faults) -> f64 {
     let mut sender = Sender::new(key.clone(), b"{}".to_vec(), cfg);
     let mut receiver = Receiver::new(key);
     let t0 = Instant::now();
-    let r = linesim::simulate(
-        &mut sender,
-        &mut receiver,
-        &vec![(2, Priority::Bulk, data.to_vec())],
-        &line,
-    );
+    let r = linesim::simulate(&mut sender, &mut receiver, &vec![(2, Priority::Bulk, data.to_vec())], &line);
     println!(
         "serial-sim {label} {}: {} bytes in {:.1} simulated s: goodput {:.1}% of 11520 B/s, complete+byte-exact {}, frame size reached {} B, retransmitted {} frames (computed in {:.1} s)",
         faults.describe(),
@@ -88,10 +70,7 @@ pub fn sim(label: &str, data: &[u8], faults: Faults) -> f64 {
 
 /// `sz FILE` → relay → `rz` in a fresh folder; real time, at most `limit`.
 pub fn lrzsz(size: usize, faults: Faults, limit: Duration, seed: u64) -> io::Result<()> {
-    let dir = std::env::temp_dir().join(format!(
-        "stagehand-bench-lrzsz-{}-{seed}",
-        std::process::id()
-    ));
+    let dir = std::env::temp_dir().join(format!("stagehand-bench-lrzsz-{}-{seed}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("out"))?;
     let data = random_bytes(size, seed);
@@ -138,10 +117,7 @@ pub fn lrzsz(size: usize, faults: Faults, limit: Duration, seed: u64) -> io::Res
     let _ = sz.wait();
     let _ = rz.wait();
     stop.store(true, Ordering::Relaxed);
-    let (up, down) = (
-        up.join().unwrap_or_default(),
-        down.join().unwrap_or_default(),
-    );
+    let (up, down) = (up.join().unwrap_or_default(), down.join().unwrap_or_default());
     let got = std::fs::read(dir.join("out").join("payload.bin")).unwrap_or_default();
     let exact = got == data;
     match finished {
@@ -220,10 +196,7 @@ pub fn stagehand_relay(size: usize, faults: Faults, limit: Duration, seed: u64) 
     let key = Key([9; 32]);
     let t0 = Instant::now();
     let uplink = Uplink::start(
-        Box::new(RelayTransport {
-            tx: agent_tx_w,
-            rx: agent_rx_r,
-        }),
+        Box::new(RelayTransport { tx: agent_tx_w, rx: agent_rx_r }),
         key.clone(),
         b"{}".to_vec(),
     )?;
@@ -244,14 +217,8 @@ pub fn stagehand_relay(size: usize, faults: Faults, limit: Duration, seed: u64) 
                     }
                     for ev in receiver.handle_input(&buf[..n], Instant::now()) {
                         match ev {
-                            RxEvent::Data {
-                                stream: 2, bytes, ..
-                            } => got.extend_from_slice(&bytes),
-                            RxEvent::StreamEnd {
-                                stream: 2,
-                                verified,
-                                ..
-                            } => {
+                            RxEvent::Data { stream: 2, bytes, .. } => got.extend_from_slice(&bytes),
+                            RxEvent::StreamEnd { stream: 2, verified, .. } => {
                                 *result.lock().unwrap_or_else(|e| e.into_inner()) =
                                     Some((t0.elapsed(), verified, std::mem::take(&mut got)));
                             }
@@ -284,10 +251,7 @@ pub fn stagehand_relay(size: usize, faults: Faults, limit: Duration, seed: u64) 
     stop.store(true, Ordering::Relaxed);
     let data = writer.join().unwrap_or_default();
     let _ = host.join();
-    let (up, down) = (
-        up.join().unwrap_or_default(),
-        down.join().unwrap_or_default(),
-    );
+    let (up, down) = (up.join().unwrap_or_default(), down.join().unwrap_or_default());
     let stats = match stats {
         Ok(s) => s,
         Err(_) => uplink.stats(),

@@ -14,11 +14,8 @@ fuzz_target!(|data: &[u8]| {
     let mut cfg = Config::default();
     cfg.apply_json(&text, "fuzz", &mut warnings);
     cfg.apply_cmdline(&text, &mut warnings);
-    let env: Vec<(String, String)> = text
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
+    let env: Vec<(String, String)> =
+        text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
     cfg.apply_env(&env, &mut warnings);
     let _ = cfg.digest();
     let _ = cfg.ip_config();

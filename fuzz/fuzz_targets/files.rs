@@ -25,7 +25,8 @@ fuzz_target!(|data: &[u8]| {
         }
         2 => {
             let _ = std::fs::write(root.join("native-bootstrap"), body);
-            bundle::open(root, Path::new("/native-bootstrap"), BundleKind::Morph, Path::new("/work")).map(|_| ())
+            bundle::open(root, Path::new("/native-bootstrap"), BundleKind::Morph, Path::new("/work"))
+                .map(|_| ())
         }
         _ => {
             let state = root.join("state");
@@ -42,8 +43,13 @@ fuzz_target!(|data: &[u8]| {
 fn tempfile_dir() -> std::io::Result<std::path::PathBuf> {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);
-    let base = if Path::new("/dev/shm").is_dir() { std::path::PathBuf::from("/dev/shm") } else { std::env::temp_dir() };
-    let dir = base.join(format!("stagehand-fuzz-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let base = if Path::new("/dev/shm").is_dir() {
+        std::path::PathBuf::from("/dev/shm")
+    } else {
+        std::env::temp_dir()
+    };
+    let dir =
+        base.join(format!("stagehand-fuzz-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

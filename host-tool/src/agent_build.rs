@@ -59,11 +59,7 @@ impl AgentCmd {
             AgentAction::Build(args) => {
                 let target = targets::lookup(&args.target)?;
                 let opts = BuildOptions {
-                    profile: if args.debug {
-                        Profile::Debug
-                    } else {
-                        Profile::Release
-                    },
+                    profile: if args.debug { Profile::Debug } else { Profile::Release },
                     out: args.out,
                 };
                 let built = build_agent(&target, &opts)?;
@@ -116,10 +112,7 @@ pub struct BuildOptions {
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions {
-            profile: Profile::Release,
-            out: None,
-        }
+        BuildOptions { profile: Profile::Release, out: None }
     }
 }
 
@@ -151,10 +144,7 @@ pub fn source_root() -> anyhow::Result<PathBuf> {
 
 /// Where `stagehand agent build` puts the agent of `target` by default.
 pub fn default_agent_path(root: &Path, target: &Target) -> PathBuf {
-    root.join("target")
-        .join("agents")
-        .join(&target.name)
-        .join("stagehand-agent")
+    root.join("target").join("agents").join(&target.name).join("stagehand-agent")
 }
 
 /// The agent for `target`, built (or rebuilt, if the sources are newer) at the default path.
@@ -166,24 +156,13 @@ pub fn ensure_agent(target: &Target) -> anyhow::Result<PathBuf> {
         check_static_elf(&out, target)?;
         return Ok(out);
     }
-    Ok(build_agent(
-        target,
-        &BuildOptions {
-            profile: Profile::Release,
-            out: Some(out),
-        },
-    )?
-    .path)
+    Ok(build_agent(target, &BuildOptions { profile: Profile::Release, out: Some(out) })?.path)
 }
 
 /// Whether anything the agent is built from is newer than `out`.
 fn is_stale(root: &Path, out: &Path, target: &Target) -> anyhow::Result<bool> {
     let built = mtime(out)?;
-    let mut inputs = vec![
-        root.join("Cargo.toml"),
-        root.join("Cargo.lock"),
-        root.join("agent"),
-    ];
+    let mut inputs = vec![root.join("Cargo.toml"), root.join("Cargo.lock"), root.join("agent")];
     if let RustAgent::Available(r) = &target.rust {
         inputs.push(root.join(&r.cargo_config));
     }
@@ -207,9 +186,7 @@ fn newest_mtime(path: &Path) -> anyhow::Result<Option<SystemTime>> {
     };
     let mut newest = meta.modified().ok();
     if meta.is_dir() {
-        for entry in
-            std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
-        {
+        for entry in std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))? {
             let entry = entry?;
             if entry.file_name() == "target" {
                 continue;
@@ -247,24 +224,16 @@ pub fn preflight(root: &Path, target: &Target) -> anyhow::Result<RustTarget> {
             if find_in_path(&r.linker).is_none() {
                 missing.push(format!("the cross linker {}: run `{install}`", r.linker));
             } else if !static_libc_present(&r.linker) {
-                missing.push(format!(
-                    "the static C library for {} (libc.a): run `{install}`",
-                    r.triple
-                ));
+                missing.push(format!("the static C library for {} (libc.a): run `{install}`", r.triple));
             }
         }
     }
     if !root.join(&r.cargo_config).is_file() {
-        missing.push(format!(
-            "the linker settings {} in the source tree {}",
-            r.cargo_config,
-            root.display()
-        ));
+        missing.push(format!("the linker settings {} in the source tree {}", r.cargo_config, root.display()));
     }
     if !missing.is_empty() {
         // Point at the setup script only where it really installs this target.
-        let setup =
-            std::fs::read_to_string(root.join("scripts").join("setup.sh")).unwrap_or_default();
+        let setup = std::fs::read_to_string(root.join("scripts").join("setup.sh")).unwrap_or_default();
         let words = |text: &str| -> Vec<String> {
             text.split(|c: char| c.is_whitespace() || "()\"'".contains(c)).map(str::to_string).collect()
         };
@@ -298,44 +267,26 @@ fn rust_std_installed(triple: &str) -> anyhow::Result<bool> {
         .output()
         .context("cannot run rustc (install Rust: scripts/setup.sh)")?;
     if !out.status.success() {
-        bail!(
-            "`rustc --print sysroot` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("`rustc --print sysroot` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    Ok(sysroot
-        .join("lib")
-        .join("rustlib")
-        .join(triple)
-        .join("lib")
-        .is_dir())
+    Ok(sysroot.join("lib").join("rustlib").join(triple).join("lib").is_dir())
 }
 
 fn rust_lld_available() -> anyhow::Result<bool> {
     if find_in_path("rust-lld").is_some() {
         return Ok(true);
     }
-    let out = Command::new(rustc())
-        .args(["--print", "sysroot"])
-        .output()
-        .context("cannot run rustc")?;
+    let out = Command::new(rustc()).args(["--print", "sysroot"]).output().context("cannot run rustc")?;
     let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    let host = Command::new(rustc())
-        .args(["--print", "host-tuple"])
-        .output()
-        .ok();
-    let host = host
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let host = Command::new(rustc()).args(["--print", "host-tuple"]).output().ok();
+    let host =
+        host.filter(|o| o.status.success()).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     let lib = sysroot.join("lib").join("rustlib");
     Ok(match host {
         Some(h) => lib.join(h).join("bin").join("rust-lld").is_file(),
         None => std::fs::read_dir(&lib)
-            .map(|d| {
-                d.flatten()
-                    .any(|e| e.path().join("bin").join("rust-lld").is_file())
-            })
+            .map(|d| d.flatten().any(|e| e.path().join("bin").join("rust-lld").is_file()))
             .unwrap_or(false),
     })
 }
@@ -353,12 +304,10 @@ fn static_libc_present(gcc: &str) -> bool {
 /// `which`.
 pub fn find_in_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    })
 }
 
 fn cargo_target_dir(root: &Path) -> PathBuf {
@@ -376,15 +325,7 @@ pub fn build_agent(target: &Target, opts: &BuildOptions) -> anyhow::Result<Built
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
     cmd.current_dir(&root)
-        .args([
-            "build",
-            "-p",
-            "stagehand-agent",
-            "--bin",
-            "stagehand-agent",
-            "--target",
-            &r.triple,
-        ])
+        .args(["build", "-p", "stagehand-agent", "--bin", "stagehand-agent", "--target", &r.triple])
         .arg("--config")
         .arg(root.join(&r.cargo_config));
     if opts.profile == Profile::Release {
@@ -393,10 +334,7 @@ pub fn build_agent(target: &Target, opts: &BuildOptions) -> anyhow::Result<Built
     // Flags from the environment would replace the ones in the fragment (crt-static above all).
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
         if std::env::var_os(var).is_some() {
-            eprintln!(
-                "stagehand: ignoring ${var} for the agent build: {} holds its flags",
-                r.cargo_config
-            );
+            eprintln!("stagehand: ignoring ${var} for the agent build: {} holds its flags", r.cargo_config);
             cmd.env_remove(var);
         }
     }
@@ -412,9 +350,7 @@ pub fn build_agent(target: &Target, opts: &BuildOptions) -> anyhow::Result<Built
         r.cargo_config,
         if opts.profile == Profile::Release { " --release" } else { "" }
     );
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
+    let status = cmd.status().with_context(|| format!("cannot run {}", cargo.to_string_lossy()))?;
     if !status.success() {
         bail!(
             "cargo build of the agent for {} ({}) failed ({status}); see cargo's output above",
@@ -423,33 +359,17 @@ pub fn build_agent(target: &Target, opts: &BuildOptions) -> anyhow::Result<Built
         );
     }
 
-    let built = cargo_target_dir(&root)
-        .join(&r.triple)
-        .join(opts.profile.dir())
-        .join("stagehand-agent");
+    let built = cargo_target_dir(&root).join(&r.triple).join(opts.profile.dir()).join("stagehand-agent");
     let info = check_static_elf(&built, target)?;
-    let out = opts
-        .out
-        .clone()
-        .unwrap_or_else(|| default_agent_path(&root, target));
+    let out = opts.out.clone().unwrap_or_else(|| default_agent_path(&root, target));
     install(&built, &out)?;
-    let size = std::fs::metadata(&out)
-        .with_context(|| format!("cannot stat {}", out.display()))?
-        .len();
-    Ok(BuiltAgent {
-        path: out,
-        size,
-        rust_triple: r.triple,
-        elf: info,
-    })
+    let size = std::fs::metadata(&out).with_context(|| format!("cannot stat {}", out.display()))?.len();
+    Ok(BuiltAgent { path: out, size, rust_triple: r.triple, elf: info })
 }
 
 /// Copy through a temporary file in the same directory, so a reader never sees half a binary.
 fn install(from: &Path, to: &Path) -> anyhow::Result<()> {
-    let dir = to
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = to.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let tmp = to.with_extension("partial");
     std::fs::copy(from, &tmp)
@@ -495,15 +415,8 @@ mod tests {
     fn no_std_targets_are_refused_before_cargo() {
         let root = source_root().unwrap();
         for name in ["armv8b64", "mips64l"] {
-            let e = preflight(&root, &targets::lookup(name).unwrap())
-                .unwrap_err()
-                .to_string();
-            assert!(
-                e.contains(&format!(
-                    "no Rust standard library exists for {name} on stable"
-                )),
-                "{e}"
-            );
+            let e = preflight(&root, &targets::lookup(name).unwrap()).unwrap_err().to_string();
+            assert!(e.contains(&format!("no Rust standard library exists for {name} on stable")), "{e}");
             assert!(e.contains("build-std") && e.contains("rust-src"), "{e}");
         }
     }
@@ -518,14 +431,8 @@ mod tests {
             r.cargo_config = "linker-scripts/nothere.toml".into();
         }
         let e = preflight(&root, &t).unwrap_err().to_string();
-        assert!(
-            e.contains("rustup target add powerpc64le-unknown-linux-nothere"),
-            "{e}"
-        );
-        assert!(
-            e.contains("apt-get install gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross"),
-            "{e}"
-        );
+        assert!(e.contains("rustup target add powerpc64le-unknown-linux-nothere"), "{e}");
+        assert!(e.contains("apt-get install gcc-powerpc64le-linux-gnu libc6-dev-ppc64el-cross"), "{e}");
         assert!(e.contains("linker settings"), "{e}");
     }
 
@@ -538,9 +445,7 @@ mod tests {
         let e = check_static_elf(&me, &arm).unwrap_err().to_string();
         assert!(e.contains("not a binary for armv8l64"), "{e}");
         if cfg!(all(target_arch = "x86_64", target_env = "gnu")) && !info.is_static() {
-            let e = check_static_elf(&me, &targets::lookup("x86_64").unwrap())
-                .unwrap_err()
-                .to_string();
+            let e = check_static_elf(&me, &targets::lookup("x86_64").unwrap()).unwrap_err().to_string();
             assert!(e.contains("must be statically linked"), "{e}");
         }
     }
@@ -550,12 +455,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("agent/src")).unwrap();
-        for f in [
-            "Cargo.toml",
-            "Cargo.lock",
-            "agent/Cargo.toml",
-            "agent/src/main.rs",
-        ] {
+        for f in ["Cargo.toml", "Cargo.lock", "agent/Cargo.toml", "agent/src/main.rs"] {
             std::fs::write(root.join(f), "").unwrap();
         }
         let t = targets::lookup("x86_64").unwrap();
@@ -563,32 +463,16 @@ mod tests {
         std::fs::write(&out, "").unwrap();
         let old = SystemTime::now() - std::time::Duration::from_secs(60);
         let set = |p: &Path, t: SystemTime| {
-            std::fs::File::options()
-                .write(true)
-                .open(p)
-                .unwrap()
-                .set_modified(t)
-                .unwrap()
+            std::fs::File::options().write(true).open(p).unwrap().set_modified(t).unwrap()
         };
-        for f in [
-            "Cargo.toml",
-            "Cargo.lock",
-            "agent/Cargo.toml",
-            "agent/src/main.rs",
-        ] {
+        for f in ["Cargo.toml", "Cargo.lock", "agent/Cargo.toml", "agent/src/main.rs"] {
             set(&root.join(f), old);
         }
         for d in ["agent/src", "agent"] {
-            std::fs::File::open(root.join(d))
-                .unwrap()
-                .set_modified(old)
-                .unwrap();
+            std::fs::File::open(root.join(d)).unwrap().set_modified(old).unwrap();
         }
         assert!(!is_stale(root, &out, &t).unwrap());
-        set(
-            &root.join("agent/src/main.rs"),
-            SystemTime::now() + std::time::Duration::from_secs(5),
-        );
+        set(&root.join("agent/src/main.rs"), SystemTime::now() + std::time::Duration::from_secs(5));
         assert!(is_stale(root, &out, &t).unwrap());
     }
 }

@@ -68,7 +68,8 @@ fn indent(line: &str) -> usize {
 /// but lists none); `None` when there is no such option. Indentation-based, enough for
 /// the flat YAML BuildStream projects use.
 pub fn arch_values(conf: &str) -> Option<Vec<String>> {
-    let lines: Vec<&str> = conf.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).collect();
+    let lines: Vec<&str> =
+        conf.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).collect();
     let opts = lines.iter().position(|l| l.trim_end() == "options:")?;
     let mut i = opts + 1;
     while i < lines.len() && indent(lines[i]) > 0 {
@@ -81,12 +82,20 @@ pub fn arch_values(conf: &str) -> Option<Vec<String>> {
                 if let Some(inline) = t.strip_prefix("values:") {
                     let inline = inline.trim();
                     if let Some(list) = inline.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-                        values.extend(list.split(',').map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string()));
+                        values.extend(
+                            list.split(',')
+                                .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string()),
+                        );
                     } else {
                         let vi = indent(lines[j]);
                         let mut k = j + 1;
                         while k < lines.len() && indent(lines[k]) >= vi && lines[k].trim().starts_with('-') {
-                            values.push(lines[k].trim()[1..].trim().trim_matches(|c| c == '\'' || c == '"').to_string());
+                            values.push(
+                                lines[k].trim()[1..]
+                                    .trim()
+                                    .trim_matches(|c| c == '\'' || c == '"')
+                                    .to_string(),
+                            );
                             k += 1;
                         }
                     }
@@ -129,7 +138,10 @@ pub fn run(bst: &Path, project: &Path, arch: &str, args: &[&std::ffi::OsStr]) ->
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let shown = format!("bst --option arch {arch} {}", args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+    let shown = format!(
+        "bst --option arch {arch} {}",
+        args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+    );
     eprintln!("stagehand: running {shown}");
     let mut child = cmd.spawn().with_context(|| format!("cannot start {}", bst.display()))?;
     let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));

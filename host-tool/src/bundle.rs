@@ -51,7 +51,8 @@ impl BundleCmd {
                 kind
             } else {
                 let kind = kind_of_tarball(from)?;
-                std::fs::copy(from, &self.out).with_context(|| format!("cannot copy {} to {}", from.display(), self.out.display()))?;
+                std::fs::copy(from, &self.out)
+                    .with_context(|| format!("cannot copy {} to {}", from.display(), self.out.display()))?;
                 kind
             };
             println!("bundle ({kind}) for {} written to {}", arch.name, self.out.display());
@@ -68,7 +69,9 @@ impl BundleCmd {
         project.require_arch(&arch.bst_arch)?;
         crate::bst::ensure_cache_dir()?;
         let parent = self.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = tempfile::Builder::new().prefix(".stagehand-bundle").tempdir_in(parent)
+        let tmp = tempfile::Builder::new()
+            .prefix(".stagehand-bundle")
+            .tempdir_in(parent)
             .with_context(|| format!("cannot create a temporary folder in {}", parent.display()))?;
         let mut args: Vec<std::ffi::OsString> = vec!["source-bundle".into(), element.into()];
         for e in &self.except {
@@ -76,7 +79,13 @@ impl BundleCmd {
             args.push(e.into());
         }
         args.push("--compression".into());
-        args.push(match self.compression { Compression::Gz => "gz", Compression::None => "none" }.into());
+        args.push(
+            match self.compression {
+                Compression::Gz => "gz",
+                Compression::None => "none",
+            }
+            .into(),
+        );
         args.push("--directory".into());
         args.push(crate::util::absolute(tmp.path()).into());
         let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
@@ -84,10 +93,15 @@ impl BundleCmd {
         let made = std::fs::read_dir(tmp.path())?
             .filter_map(|e| e.ok())
             .map(|e| e.path())
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{}.tar", normal_name(element)))))
+            .find(|p| {
+                p.file_name().is_some_and(|n| {
+                    n.to_string_lossy().starts_with(&format!("{}.tar", normal_name(element)))
+                })
+            })
             .context("bst source-bundle wrote no tarball")?;
         kind_of_tarball(&made)?;
-        std::fs::rename(&made, &self.out).with_context(|| format!("cannot move the bundle to {}", self.out.display()))?;
+        std::fs::rename(&made, &self.out)
+            .with_context(|| format!("cannot move the bundle to {}", self.out.display()))?;
         println!("bundle for {} written to {}", arch.name, self.out.display());
         Ok(())
     }
@@ -123,7 +137,10 @@ pub fn kind_of_tree(dir: &Path) -> Result<&'static str> {
             return Ok("buildstream");
         }
     }
-    if std::fs::read_dir(dir)?.filter_map(|e| e.ok()).any(|e| is_numbered_script(&e.file_name().to_string_lossy())) {
+    if std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .any(|e| is_numbered_script(&e.file_name().to_string_lossy()))
+    {
         return Ok("script");
     }
     anyhow::bail!(
@@ -134,17 +151,20 @@ pub fn kind_of_tree(dir: &Path) -> Result<&'static str> {
 
 /// `buildstream` or `morph` for a bundle tarball (gzip or plain), else an error.
 pub fn kind_of_tarball(path: &Path) -> Result<&'static str> {
-    let file = std::fs::File::open(path).with_context(|| format!("bundle {} does not exist", path.display()))?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("bundle {} does not exist", path.display()))?;
     let reader: Box<dyn Read> = if crate::util::is_gzip(path) {
         Box::new(flate2::read::GzDecoder::new(file))
     } else {
         Box::new(file)
     };
     let mut archive = tar::Archive::new(reader);
-    let not_a_bundle = || anyhow::anyhow!(
+    let not_a_bundle = || {
+        anyhow::anyhow!(
         "{} does not look like a build bundle (no build.sh with a 'for module in' line, no native-bootstrap, no NN-name.sh scripts)",
         path.display()
-    );
+    )
+    };
     let mut scripts = false;
     let entries = archive.entries().map_err(|_| not_a_bundle())?;
     for entry in entries {
@@ -183,7 +203,10 @@ fn write_tarball(dir: &Path, out: &Path, gz: bool) -> Result<()> {
     if dir.join("native-bootstrap").is_file() {
         builder.append_dir_all(".", dir)?;
     } else {
-        let name = crate::util::absolute(dir).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "bundle".into());
+        let name = crate::util::absolute(dir)
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "bundle".into());
         builder.append_dir_all(Path::new(&name), dir)?;
     }
     builder.into_inner()?.flush()?;
@@ -221,7 +244,12 @@ mod tests {
     #[test]
     fn script_bundles_are_recognised() {
         assert!(is_numbered_script("01-hello.sh") && is_numbered_script("10-gcc-stage3.sh"));
-        assert!(!is_numbered_script("hello.sh") && !is_numbered_script("01.sh") && !is_numbered_script("01-.sh") && !is_numbered_script("01-x.txt"));
+        assert!(
+            !is_numbered_script("hello.sh")
+                && !is_numbered_script("01.sh")
+                && !is_numbered_script("01-.sh")
+                && !is_numbered_script("01-x.txt")
+        );
         let d = tempfile::tempdir().unwrap();
         let s = d.path().join("scripts");
         std::fs::create_dir_all(&s).unwrap();

@@ -36,7 +36,8 @@ pub fn busybox_stage2(busybox: &Path, root: &Path) -> Result<()> {
     std::fs::create_dir_all(root.join("etc"))?;
     std::fs::copy(busybox, bin.join("busybox"))?;
     std::fs::set_permissions(bin.join("busybox"), std::fs::Permissions::from_mode(0o755))?;
-    let list = std::process::Command::new(busybox).arg("--list").output().context("cannot run busybox --list")?;
+    let list =
+        std::process::Command::new(busybox).arg("--list").output().context("cannot run busybox --list")?;
     for applet in String::from_utf8_lossy(&list.stdout).lines().filter(|a| !a.is_empty() && *a != "busybox") {
         let _ = std::os::unix::fs::symlink("busybox", bin.join(applet));
     }
@@ -52,7 +53,10 @@ pub fn demo_bundle(out: &Path) -> Result<()> {
     std::fs::create_dir_all(top.join("source"))?;
     std::fs::write(top.join("build.sh"), "#!/bin/sh\nset -eu\nexport PATH='/usr/bin:/usr/sbin/:/sbin:/bin:/tools/bin:/tools/sbin'\nexport SRCDIR='./source'\nfor module in hello greeting ; do\n    CURRENT_MODULE=\"$module\"\n    \"$SRCDIR/build-$module\"\ndone\n")?;
     std::fs::write(top.join("source/build-hello"), "#!/bin/sh\nset -e\nmkdir -p /usr/share/demo\necho 'hello from stage 3' > /usr/share/demo/hello\necho built hello\n")?;
-    std::fs::write(top.join("source/build-greeting"), "#!/bin/sh\nset -e\ncat /usr/share/demo/hello > /usr/share/demo/greeting\necho built greeting\n")?;
+    std::fs::write(
+        top.join("source/build-greeting"),
+        "#!/bin/sh\nset -e\ncat /usr/share/demo/hello > /usr/share/demo/greeting\necho built greeting\n",
+    )?;
     for f in ["build.sh", "source/build-hello", "source/build-greeting"] {
         std::fs::set_permissions(top.join(f), std::fs::Permissions::from_mode(0o755))?;
     }
@@ -67,7 +71,8 @@ pub fn demo_bundle(out: &Path) -> Result<()> {
 impl DemoCmd {
     pub fn run(self) -> Result<()> {
         if self.force && self.out.exists() {
-            std::fs::remove_dir_all(&self.out).with_context(|| format!("cannot remove {}", self.out.display()))?;
+            std::fs::remove_dir_all(&self.out)
+                .with_context(|| format!("cannot remove {}", self.out.display()))?;
         }
         std::fs::create_dir_all(&self.out)?;
         let arch = crate::platform::arch("x86_64")?;

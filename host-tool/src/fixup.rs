@@ -40,7 +40,8 @@ pub fn print_changes(root: &Path, changes: &[String]) {
     }
 }
 
-const MOUNT_POINTS: &[(&str, u32)] = &[("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("tmp", 0o1777), ("run", 0o755)];
+const MOUNT_POINTS: &[(&str, u32)] =
+    &[("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("tmp", 0o1777), ("run", 0o755)];
 const SHELLS: &[&str] = &["sh", "bash"];
 
 /// Apply the fix-ups to the tree at `root`; returns what was changed, one line each.
@@ -165,7 +166,10 @@ mod tests {
         let ns = Some("10.0.2.3".parse().unwrap());
         assert!(!fixup(d.path(), ns).unwrap().is_empty());
         assert!(fixup(d.path(), ns).unwrap().is_empty());
-        assert_eq!(std::fs::read_to_string(d.path().join("etc/resolv.conf")).unwrap(), "nameserver 10.0.2.3\n");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("etc/resolv.conf")).unwrap(),
+            "nameserver 10.0.2.3\n"
+        );
     }
 
     #[test]
@@ -183,6 +187,9 @@ mod tests {
         std::fs::create_dir_all(d.path().join("etc")).unwrap();
         symlink("/run/systemd/resolve/stub-resolv.conf", d.path().join("etc/resolv.conf")).unwrap();
         fixup(d.path(), Some("1.1.1.1".parse().unwrap())).unwrap();
-        assert_eq!(std::fs::read_to_string(d.path().join("etc/resolv.conf")).unwrap(), "nameserver 1.1.1.1\n");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("etc/resolv.conf")).unwrap(),
+            "nameserver 1.1.1.1\n"
+        );
     }
 }

@@ -71,7 +71,10 @@ pub enum ImageKind {
 pub fn image_kind(path: &Path) -> Result<ImageKind> {
     let meta = std::fs::metadata(path).with_context(|| format!("image {} does not exist", path.display()))?;
     if meta.is_dir() {
-        anyhow::bail!("{} is a folder; QEMU needs `stagehand image --format cpio` or `--format ext4`", path.display());
+        anyhow::bail!(
+            "{} is a folder; QEMU needs `stagehand image --format cpio` or `--format ext4`",
+            path.display()
+        );
     }
     let mut head = vec![0u8; 2048];
     let n = std::fs::File::open(path)?.read(&mut head)?;
@@ -94,7 +97,8 @@ pub fn image_kind(path: &Path) -> Result<ImageKind> {
 
 /// The newest Debian kernel in /boot, and its initrd if present.
 fn debian_kernel() -> Option<(PathBuf, Option<PathBuf>)> {
-    let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot").ok()?
+    let mut kernels: Vec<PathBuf> = std::fs::read_dir("/boot")
+        .ok()?
         .filter_map(|e| e.ok())
         .map(|e| e.path())
         .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-")))
@@ -105,7 +109,6 @@ fn debian_kernel() -> Option<(PathBuf, Option<PathBuf>)> {
     let initrd = PathBuf::from(format!("/boot/initrd.img-{version}"));
     Some((k, initrd.exists().then_some(initrd)))
 }
-
 
 /// The machine families whose wiring differs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -157,12 +160,23 @@ fn socket_chardev(sock: &Path) -> String {
 
 /// How `channel` is wired on `family`. `console_log` receives the console when the
 /// channel is elsewhere; `sock` is the unix socket for serial-like channels.
-pub fn wiring(family: Family, channel: QemuChannel, console_log: &Path, sock: &Path, port: u16) -> Result<Wiring> {
+pub fn wiring(
+    family: Family,
+    channel: QemuChannel,
+    console_log: &Path,
+    sock: &Path,
+    port: u16,
+) -> Result<Wiring> {
     let console_to_file = vec!["-serial".to_string(), format!("file:{}", console_log.display())];
     let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     Ok(match (channel, family) {
         (QemuChannel::Console, f) => Wiring {
-            qemu_args: vec!["-chardev".into(), socket_chardev(sock), "-serial".into(), "chardev:channel".into()],
+            qemu_args: vec![
+                "-chardev".into(),
+                socket_chardev(sock),
+                "-serial".into(),
+                "chardev:channel".into(),
+            ],
             agent_channel: "console".into(),
             // The hvc console driver treats ^O (0x0f) from the host as a SysRq prefix and the
             // next byte as the command (`o`: power off): the host's acknowledgements are
@@ -172,7 +186,11 @@ pub fn wiring(family: Family, channel: QemuChannel, console_log: &Path, sock: &P
             ..Wiring::default()
         },
         (QemuChannel::Serial, Family::Pc) => Wiring {
-            qemu_args: [console_to_file, vec!["-chardev".into(), socket_chardev(sock), "-serial".into(), "chardev:channel".into()]].concat(),
+            qemu_args: [
+                console_to_file,
+                vec!["-chardev".into(), socket_chardev(sock), "-serial".into(), "chardev:channel".into()],
+            ]
+            .concat(),
             agent_channel: "serial:/dev/ttyS1,115200".into(),
             ..Wiring::default()
         },
@@ -191,7 +209,11 @@ pub fn wiring(family: Family, channel: QemuChannel, console_log: &Path, sock: &P
         },
         // Each further -serial on pseries is another spapr-vty: hvc1.
         (QemuChannel::Serial, Family::Pseries) => Wiring {
-            qemu_args: [console_to_file, vec!["-chardev".into(), socket_chardev(sock), "-serial".into(), "chardev:channel".into()]].concat(),
+            qemu_args: [
+                console_to_file,
+                vec!["-chardev".into(), socket_chardev(sock), "-serial".into(), "chardev:channel".into()],
+            ]
+            .concat(),
             agent_channel: "serial:/dev/hvc1".into(),
             ..Wiring::default()
         },
@@ -200,7 +222,9 @@ pub fn wiring(family: Family, channel: QemuChannel, console_log: &Path, sock: &P
                 Family::Pc => ("e1000,netdev=net0,romfile=", vec!["e1000"]),
                 Family::ArmVirt => ("virtio-net-device,netdev=net0", vec!["virtio_mmio", "virtio_net"]),
                 Family::Pseries => ("spapr-vlan,netdev=net0", vec!["ibmveth"]),
-                Family::Other => anyhow::bail!("--channel tcp is not wired for this machine yet: use --channel console"),
+                Family::Other => {
+                    anyhow::bail!("--channel tcp is not wired for this machine yet: use --channel console")
+                }
             };
             Wiring {
                 qemu_args: [console_to_file, s(&["-netdev", "user,id=net0", "-device", nic])].concat(),
@@ -218,7 +242,17 @@ pub fn wiring(family: Family, channel: QemuChannel, console_log: &Path, sock: &P
 
 /// Every module a `stagehand qemu` wiring may ask the agent to load: what
 /// `stagehand image --kernel-modules` puts into an image by default.
-pub const WIRING_MODULES: &[&str] = &["virtio_mmio", "virtio_pci", "virtio_console", "virtio_net", "e1000", "ibmveth", "virtio_blk", "crc32c_generic", "ext4"];
+pub const WIRING_MODULES: &[&str] = &[
+    "virtio_mmio",
+    "virtio_pci",
+    "virtio_console",
+    "virtio_net",
+    "e1000",
+    "ibmveth",
+    "virtio_blk",
+    "crc32c_generic",
+    "ext4",
+];
 
 /// The words the agent reads from the kernel command line for this wiring.
 pub fn agent_words(w: &Wiring) -> Vec<String> {
@@ -247,7 +281,9 @@ pub struct CachedKernel {
 pub fn cache_dir() -> PathBuf {
     match std::env::var_os("STAGEHAND_CACHE") {
         Some(p) if !p.is_empty() => PathBuf::from(p),
-        _ => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/stagehand"),
+        _ => {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/stagehand")
+        }
     }
 }
 
@@ -271,7 +307,10 @@ pub fn cached_kernel_in(cache: &Path, arch: &str) -> Result<CachedKernel> {
     let name = kernel_cache_name(arch)
         .with_context(|| format!("no Debian kernel is known for {arch}: build one and pass --kernel"))?;
     let dir = cache.join("kernels").join(name);
-    let version = std::fs::read_to_string(dir.join("version")).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let version = std::fs::read_to_string(dir.join("version"))
+        .ok()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
     let image = dir.join("vmlinuz");
     match version {
         Some(version) if image.is_file() => Ok(CachedKernel {
@@ -280,7 +319,10 @@ pub fn cached_kernel_in(cache: &Path, arch: &str) -> Result<CachedKernel> {
             image,
             version,
         }),
-        _ => anyhow::bail!("no kernel for {arch} in {}: run `scripts/kernels.sh {name}` (or pass --kernel)", dir.display()),
+        _ => anyhow::bail!(
+            "no kernel for {arch} in {}: run `scripts/kernels.sh {name}` (or pass --kernel)",
+            dir.display()
+        ),
     }
 }
 
@@ -291,8 +333,12 @@ impl QemuCmd {
         let fam = family(&arch.qemu_machine);
         let key_path = self.key.clone().unwrap_or_else(|| crate::image::key_path_for(&self.image));
         let key = collect::link::read_key(&key_path)?;
-        let qemu_bin = crate::util::which(&arch.qemu_binary)
-            .with_context(|| format!("{} is not installed (Debian package {})", arch.qemu_binary, arch.target.qemu.debian_package))?;
+        let qemu_bin = crate::util::which(&arch.qemu_binary).with_context(|| {
+            format!(
+                "{} is not installed (Debian package {})",
+                arch.qemu_binary, arch.target.qemu.debian_package
+            )
+        })?;
         let host_is_x86_64 = std::env::consts::ARCH == "x86_64";
         let mut cached = None;
         let (kernel, default_initrd) = match &self.kernel {
@@ -300,7 +346,9 @@ impl QemuCmd {
             None if arch.name == "x86_64" && host_is_x86_64 => match debian_kernel() {
                 Some(k) => k,
                 None => {
-                    let c = cached_kernel(&arch.name).context("no kernel in /boot either: apt-get install linux-image-amd64, or pass --kernel")?;
+                    let c = cached_kernel(&arch.name).context(
+                        "no kernel in /boot either: apt-get install linux-image-amd64, or pass --kernel",
+                    )?;
                     cached = Some(c.clone());
                     (c.image, c.initrd)
                 }
@@ -324,8 +372,10 @@ impl QemuCmd {
                 arch.name
             );
         }
-        std::fs::create_dir_all(&self.out).with_context(|| format!("cannot create {}", self.out.display()))?;
-        let console_name = if self.channel == QemuChannel::Console { "console.log" } else { "channel-console.log" };
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("cannot create {}", self.out.display()))?;
+        let console_name =
+            if self.channel == QemuChannel::Console { "console.log" } else { "channel-console.log" };
         let (mut demux, mut link) = collect::prepare_out(&self.out, key, self.force, console_name)?;
 
         let sock = self.out.join("qemu-channel.sock");
@@ -339,7 +389,10 @@ impl QemuCmd {
         let port = listener.as_ref().and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(self.port);
         let wired = wiring(fam, self.channel, &self.out.join("console.log"), &sock, port)?;
         if !wired.modules.is_empty() {
-            let from = cached.as_ref().map(|c| c.modules.display().to_string()).unwrap_or_else(|| "KERNEL/modules/VERSION".into());
+            let from = cached
+                .as_ref()
+                .map(|c| c.modules.display().to_string())
+                .unwrap_or_else(|| "KERNEL/modules/VERSION".into());
             eprintln!(
                 "stagehand: the agent loads {} for this channel: the image must carry them (stagehand image --kernel-modules {from})",
                 wired.modules.join(" ")
@@ -396,7 +449,11 @@ impl QemuCmd {
             Some(l) => Box::new(l),
             None => Box::new(NotYet),
         };
-        eprintln!("stagehand: {} {}", qemu_bin.display(), cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "));
+        eprintln!(
+            "stagehand: {} {}",
+            qemu_bin.display(),
+            cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+        );
         let mut child = cmd.spawn().with_context(|| format!("cannot start {}", qemu_bin.display()))?;
         let started = Instant::now();
         if self.channel != QemuChannel::Tcp {
@@ -405,20 +462,35 @@ impl QemuCmd {
                 Err(e) => {
                     let _ = child.kill();
                     let _ = child.wait();
-                    return Err(e.context(format!("QEMU did not open its channel; see {}", self.out.join("qemu.log").display())));
+                    return Err(e.context(format!(
+                        "QEMU did not open its channel; see {}",
+                        self.out.join("qemu.log").display()
+                    )));
                 }
             }
         }
         let mut display = collect::ui::for_stdout();
-        display.line(&format!("booting {} under QEMU ({}), collecting into {}", self.image.display(), arch.name, self.out.display()));
+        display.line(&format!(
+            "booting {} under QEMU ({}), collecting into {}",
+            self.image.display(),
+            arch.name,
+            self.out.display()
+        ));
         let timeout = Duration::from_secs(self.timeout);
         let mut exited = None;
-        let session = collect::run_session(src.as_mut(), link.as_mut(), &mut demux, display.as_mut(), &SessionOpts { timeout: Some(timeout) }, &mut || {
-            if exited.is_none() {
-                exited = child.try_wait().ok().flatten();
-            }
-            exited.is_some()
-        });
+        let session = collect::run_session(
+            src.as_mut(),
+            link.as_mut(),
+            &mut demux,
+            display.as_mut(),
+            &SessionOpts { timeout: Some(timeout) },
+            &mut || {
+                if exited.is_none() {
+                    exited = child.try_wait().ok().flatten();
+                }
+                exited.is_some()
+            },
+        );
         // The agent powers the machine off by itself; give it a moment, then stop QEMU.
         let grace = Instant::now();
         let mut status = exited;
@@ -429,7 +501,10 @@ impl QemuCmd {
         if status.is_none() {
             let _ = child.kill();
             let _ = child.wait();
-            display.line(&format!("QEMU did not power off by itself; stopped it after {}", crate::collect::ui::human_secs(started.elapsed().as_secs_f64())));
+            display.line(&format!(
+                "QEMU did not power off by itself; stopped it after {}",
+                crate::collect::ui::human_secs(started.elapsed().as_secs_f64())
+            ));
         }
         let _ = std::fs::remove_file(&sock);
         session?;
@@ -491,7 +566,10 @@ mod tests {
         assert_eq!(arm.modules, vec!["virtio_mmio", "virtio_console"]);
         assert!(arm.qemu_args.contains(&"virtio-serial-device".to_string()));
         assert!(arm.qemu_args.contains(&"virtserialport,chardev=channel,name=stagehand.0".to_string()));
-        assert_eq!(agent_words(&arm), vec!["stagehand.channel=serial:/dev/vport0p1", "stagehand.modules=virtio_mmio,virtio_console"]);
+        assert_eq!(
+            agent_words(&arm),
+            vec!["stagehand.channel=serial:/dev/vport0p1", "stagehand.modules=virtio_mmio,virtio_console"]
+        );
         let ppc = wiring(Family::Pseries, QemuChannel::Serial, log, sock, 7000).unwrap();
         assert_eq!(ppc.agent_channel, "serial:/dev/hvc1");
         assert!(wiring(Family::Other, QemuChannel::Serial, log, sock, 7000).is_err());
@@ -509,7 +587,11 @@ mod tests {
         assert_eq!(arm.modules, vec!["virtio_mmio", "virtio_net"]);
         for f in [Family::Pc, Family::ArmVirt, Family::Pseries] {
             let w = wiring(f, QemuChannel::Tcp, log, sock, 1).unwrap();
-            assert!(w.modules.iter().all(|m| WIRING_MODULES.contains(m)), "{f:?}: {:?} not all copied by image --kernel-modules", w.modules);
+            assert!(
+                w.modules.iter().all(|m| WIRING_MODULES.contains(m)),
+                "{f:?}: {:?} not all copied by image --kernel-modules",
+                w.modules
+            );
             let c = wiring(f, QemuChannel::Console, log, sock, 1).unwrap();
             assert_eq!(c.agent_channel, "console");
         }

@@ -11,8 +11,8 @@ const ROOT_NAMES: &[&str] = &["bin", "sbin", "usr", "lib", "lib64", "etc", "tool
 
 /// Copy or unpack the sysroot at `from` into the (new or empty) folder `dest`.
 pub fn install(from: &Path, dest: &Path) -> Result<()> {
-    let meta = std::fs::metadata(from)
-        .with_context(|| format!("sysroot {} does not exist", from.display()))?;
+    let meta =
+        std::fs::metadata(from).with_context(|| format!("sysroot {} does not exist", from.display()))?;
     std::fs::create_dir_all(dest).with_context(|| format!("cannot create {}", dest.display()))?;
     if meta.is_dir() {
         // cp -a keeps symlinks, hard links, modes, owners and device nodes.
@@ -21,11 +21,7 @@ pub fn install(from: &Path, dest: &Path) -> Result<()> {
     } else {
         // GNU tar reads gzip, bzip2 and xz by itself and recreates every kind of entry.
         crate::util::run(
-            Command::new("tar")
-                .args(["-x", "-p", "--numeric-owner", "-f"])
-                .arg(from)
-                .arg("-C")
-                .arg(dest),
+            Command::new("tar").args(["-x", "-p", "--numeric-owner", "-f"]).arg(from).arg("-C").arg(dest),
         )
         .with_context(|| format!("cannot unpack {} (is it a tarball?)", from.display()))?;
         hoist_single_top_folder(dest)?;
@@ -72,7 +68,15 @@ mod tests {
         std::fs::create_dir_all(src.join("tools/bin")).unwrap();
         std::fs::write(src.join("tools/bin/sh"), b"#!").unwrap();
         let tarball = d.path().join("s.tar.gz");
-        crate::util::run(Command::new("tar").arg("-czf").arg(&tarball).arg("-C").arg(d.path().join("src")).arg("./stage2-x")).unwrap();
+        crate::util::run(
+            Command::new("tar")
+                .arg("-czf")
+                .arg(&tarball)
+                .arg("-C")
+                .arg(d.path().join("src"))
+                .arg("./stage2-x"),
+        )
+        .unwrap();
         let dest = d.path().join("out");
         install(&tarball, &dest).unwrap();
         assert!(dest.join("tools/bin/sh").is_file());

@@ -196,15 +196,9 @@ impl Target {
 
     fn rust_cell(&self) -> String {
         match &self.rust {
-            RustAgent::Available(r) => format!(
-                "{} ({})",
-                r.triple,
-                if r.libc == Libc::Musl {
-                    "musl"
-                } else {
-                    "gnu+crt-static"
-                }
-            ),
+            RustAgent::Available(r) => {
+                format!("{} ({})", r.triple, if r.libc == Libc::Musl { "musl" } else { "gnu+crt-static" })
+            }
             RustAgent::Unavailable { reason, .. } => {
                 format!("none: {}", reason.split(" (").next().unwrap_or(reason))
             }
@@ -226,10 +220,7 @@ fn parse_table(files: &[(&str, &str)]) -> anyhow::Result<Vec<Target>> {
     for (file, text) in files {
         let t: Target = serde_json::from_str(text).with_context(|| format!("targets/{file}"))?;
         if format!("{}.json", t.name) != *file {
-            bail!(
-                "targets/{file} defines {:?}: the file must be named after the target",
-                t.name
-            );
+            bail!("targets/{file} defines {:?}: the file must be named after the target", t.name);
         }
         targets.push(t);
     }
@@ -248,10 +239,7 @@ pub fn lookup(name: &str) -> anyhow::Result<Target> {
     if let Some(t) = table.iter().find(|t| t.name == name) {
         return Ok(t.clone());
     }
-    let mut msg = format!(
-        "unknown architecture {name:?}; valid names: {}",
-        names()?.join(", ")
-    );
+    let mut msg = format!("unknown architecture {name:?}; valid names: {}", names()?.join(", "));
     let by_uname = candidates_for_uname(name)?;
     if !by_uname.is_empty() {
         let c: Vec<&str> = by_uname.iter().map(|t| t.name.as_str()).collect();
@@ -266,10 +254,7 @@ pub fn lookup(name: &str) -> anyhow::Result<Target> {
 
 /// Targets whose `uname -m` list has this value.
 pub fn candidates_for_uname(uname_m: &str) -> anyhow::Result<Vec<&'static Target>> {
-    Ok(all()?
-        .iter()
-        .filter(|t| t.uname_m.iter().any(|u| u == uname_m))
-        .collect())
+    Ok(all()?.iter().filter(|t| t.uname_m.iter().any(|u| u == uname_m)).collect())
 }
 
 /// The answer to "which architecture is `uname -m` X (whose binary is this ELF)?".
@@ -300,16 +285,12 @@ impl Resolution {
 pub fn resolve(uname_m: &str, elf_file: Option<&std::path::Path>) -> anyhow::Result<Resolution> {
     let candidates = candidates_for_uname(uname_m)?;
     if candidates.is_empty() {
-        let mut unames: Vec<&str> = all()?
-            .iter()
-            .flat_map(|t| t.uname_m.iter().map(String::as_str))
-            .collect();
+        let mut unames: Vec<&str> =
+            all()?.iter().flat_map(|t| t.uname_m.iter().map(String::as_str)).collect();
         unames.sort_unstable();
         unames.dedup();
         let hint = if all()?.iter().any(|t| t.name == uname_m) {
-            format!(
-                " ({uname_m:?} is a target name, not a `uname -m` value: pass --target {uname_m})"
-            )
+            format!(" ({uname_m:?} is a target name, not a `uname -m` value: pass --target {uname_m})")
         } else {
             String::new()
         };
@@ -334,8 +315,7 @@ pub fn resolve(uname_m: &str, elf_file: Option<&std::path::Path>) -> anyhow::Res
             );
         }
     }
-    let ambiguity =
-        (matching.len() > 1).then(|| ambiguity_advice(uname_m, &matching, elf_file.is_some()));
+    let ambiguity = (matching.len() > 1).then(|| ambiguity_advice(uname_m, &matching, elf_file.is_some()));
     Ok(Resolution {
         uname_m: uname_m.to_string(),
         candidates: candidates.iter().map(|t| t.name.clone()).collect(),
@@ -347,18 +327,12 @@ pub fn resolve(uname_m: &str, elf_file: Option<&std::path::Path>) -> anyhow::Res
 
 fn ambiguity_advice(uname_m: &str, matching: &[&Target], had_elf: bool) -> String {
     let names: Vec<&str> = matching.iter().map(|t| t.name.as_str()).collect();
-    let mut advice = format!(
-        "`uname -m` {uname_m} is AMBIGUOUS: it can mean {}.",
-        names.join(" or ")
-    );
+    let mut advice = format!("`uname -m` {uname_m} is AMBIGUOUS: it can mean {}.", names.join(" or "));
     // Same machine, two naming generations (Morph's ppc64, BuildStream's ppc64b): prefer the
     // BuildStream-era name, which is what the definitions the tool builds use.
     let same_machine = matching.windows(2).all(|w| w[0].elf == w[1].elf);
     if same_machine {
-        let preferred = matching
-            .iter()
-            .find(|t| !t.in_morph)
-            .unwrap_or(&matching[0]);
+        let preferred = matching.iter().find(|t| !t.in_morph).unwrap_or(&matching[0]);
         let _ = write!(
             advice,
             " They are one machine under two names; pass --target {} explicitly (or the name your definitions use).",
@@ -462,15 +436,7 @@ fn resolution_text(r: &Resolution) -> String {
 
 /// The human table printed by `stagehand targets`.
 pub fn table_text(targets: &[Target]) -> String {
-    let header = [
-        "NAME",
-        "UNAME -M",
-        "GNU TRIPLE",
-        "KERNEL ARCH",
-        "CONSOLE",
-        "QEMU",
-        "RUST TARGET",
-    ];
+    let header = ["NAME", "UNAME -M", "GNU TRIPLE", "KERNEL ARCH", "CONSOLE", "QEMU", "RUST TARGET"];
     let rows: Vec<[String; 7]> = targets
         .iter()
         .map(|t| {
@@ -480,10 +446,7 @@ pub fn table_text(targets: &[Target]) -> String {
                 t.gnu_triple.clone(),
                 t.kernel_arch.clone(),
                 t.console().to_string(),
-                format!(
-                    "{} -M {} -cpu {}",
-                    t.qemu.binary, t.qemu.machine, t.qemu.cpu
-                ),
+                format!("{} -M {} -cpu {}", t.qemu.binary, t.qemu.machine, t.qemu.cpu),
                 t.rust_cell(),
             ]
         })
@@ -517,11 +480,7 @@ fn show_text(t: &Target) -> String {
     let mut s = String::new();
     let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     let _ = writeln!(s, "{} — {}", t.name, t.summary);
-    let _ = writeln!(
-        s,
-        "  in Morph valid_archs: {}",
-        if t.in_morph { "yes" } else { "no" }
-    );
+    let _ = writeln!(s, "  in Morph valid_archs: {}", if t.in_morph { "yes" } else { "no" });
     let _ = writeln!(s, "  uname -m:        {}", t.uname_m.join(", "));
     if let Some(rule) = &t.uname_m_rule {
         let _ = writeln!(s, "                   {rule}");
@@ -533,17 +492,10 @@ fn show_text(t: &Target) -> String {
     let _ = writeln!(s, "  bst arch option: {}", t.bst_arch);
     match &t.rust {
         RustAgent::Available(r) => {
-            let _ = writeln!(
-                s,
-                "  Rust target:     {} (linker {}, {})",
-                r.triple, r.linker, r.cargo_config
-            );
+            let _ = writeln!(s, "  Rust target:     {} (linker {}, {})", r.triple, r.linker, r.cargo_config);
             if !r.debian_packages.is_empty() {
-                let _ = writeln!(
-                    s,
-                    "                   needs apt-get install {}",
-                    r.debian_packages.join(" ")
-                );
+                let _ =
+                    writeln!(s, "                   needs apt-get install {}", r.debian_packages.join(" "));
             }
         }
         RustAgent::Unavailable { reason, would_need } => {
@@ -565,11 +517,7 @@ fn show_text(t: &Target) -> String {
         q.extra_args.join(" "),
         q.console,
         q.debian_package,
-        if q.boot_verified {
-            "verified"
-        } else {
-            "not yet verified"
-        }
+        if q.boot_verified { "verified" } else { "not yet verified" }
     );
     let k = &t.kernel;
     let _ = writeln!(
@@ -583,11 +531,8 @@ fn show_text(t: &Target) -> String {
         let _ = writeln!(s, "                   {note}");
     }
     let e = &t.elf;
-    let _ = writeln!(
-        s,
-        "  ELF:             {} ({}), ELF{} {}",
-        e.machine_name, e.machine, e.class_bits, e.data
-    );
+    let _ =
+        writeln!(s, "  ELF:             {} ({}), ELF{} {}", e.machine_name, e.machine, e.class_bits, e.data);
     for n in &t.notes {
         let _ = writeln!(s, "  note: {n}");
     }
@@ -598,19 +543,12 @@ fn show_text(t: &Target) -> String {
 mod tests {
     use super::*;
 
-    const REQUIRED: [&str; 9] = [
-        "x86_64", "x86_32", "armv7lhf", "armv8l64", "armv8b64", "ppc64l", "ppc64b", "riscv64",
-        "mips64l",
-    ];
+    const REQUIRED: [&str; 9] =
+        ["x86_64", "x86_32", "armv7lhf", "armv8l64", "armv8b64", "ppc64l", "ppc64b", "riscv64", "mips64l"];
 
     /// Every key of `parsed` (serialised back) must be written out in the file: a field left
     /// out of a JSON file (read as None/default) fails here.
-    fn missing_keys(
-        raw: &serde_json::Value,
-        parsed: &serde_json::Value,
-        at: &str,
-        out: &mut Vec<String>,
-    ) {
+    fn missing_keys(raw: &serde_json::Value, parsed: &serde_json::Value, at: &str, out: &mut Vec<String>) {
         if let (Some(r), Some(p)) = (raw.as_object(), parsed.as_object()) {
             for (k, pv) in p {
                 match r.get(k) {
@@ -625,8 +563,7 @@ mod tests {
     fn every_file_parses_with_every_field() {
         assert!(TARGET_FILES.len() >= REQUIRED.len());
         for (file, text) in TARGET_FILES {
-            let t: Target =
-                serde_json::from_str(text).unwrap_or_else(|e| panic!("targets/{file}: {e}"));
+            let t: Target = serde_json::from_str(text).unwrap_or_else(|e| panic!("targets/{file}: {e}"));
             let raw: serde_json::Value = serde_json::from_str(text).unwrap();
             let back = serde_json::to_value(&t).unwrap();
             let mut missing = Vec::new();
@@ -650,17 +587,8 @@ mod tests {
         names.dedup();
         assert_eq!(names.len(), table.len(), "duplicate target names");
         for t in table {
-            assert_eq!(
-                t.bst_arch, t.name,
-                "{}: bst arch option is the Baserock name",
-                t.name
-            );
-            assert_eq!(
-                t.gnu_triple,
-                format!("{}-baserock-linux-gnu{}", t.gnu_cpu, t.gnu_abi),
-                "{}",
-                t.name
-            );
+            assert_eq!(t.bst_arch, t.name, "{}: bst arch option is the Baserock name", t.name);
+            assert_eq!(t.gnu_triple, format!("{}-baserock-linux-gnu{}", t.gnu_cpu, t.gnu_abi), "{}", t.name);
             assert_eq!(
                 t.stage1_triple,
                 format!("{}-bootstrap-linux-gnu{}", t.gnu_cpu, t.gnu_abi),
@@ -692,19 +620,11 @@ mod tests {
         for t in all().unwrap() {
             for u in &t.uname_m {
                 let r = resolve(u, None).unwrap();
-                assert!(
-                    r.matching.contains(&t.name),
-                    "{u} does not resolve to {}",
-                    t.name
-                );
+                assert!(r.matching.contains(&t.name), "{u} does not resolve to {}", t.name);
                 if r.matching.len() > 1 {
                     assert!(r.ambiguity.is_some());
                     // Every shared value carries a rule explaining how to decide.
-                    assert!(
-                        t.uname_m_rule.is_some(),
-                        "{}: {u} is shared but has no uname_m_rule",
-                        t.name
-                    );
+                    assert!(t.uname_m_rule.is_some(), "{}: {u} is shared but has no uname_m_rule", t.name);
                 } else {
                     assert_eq!(r.unique(), Some(t.name.as_str()));
                 }
@@ -723,10 +643,7 @@ mod tests {
         assert_eq!(one("ppc64le").as_deref(), Some("ppc64l"));
         let ppc = resolve("ppc64", None).unwrap();
         assert_eq!(ppc.matching, vec!["ppc64", "ppc64b"]);
-        assert!(ppc
-            .ambiguity
-            .unwrap()
-            .contains("pass --target ppc64b explicitly"));
+        assert!(ppc.ambiguity.unwrap().contains("pass --target ppc64b explicitly"));
         let arm = resolve("armv7l", None).unwrap();
         assert_eq!(arm.matching, vec!["armv7l", "armv7lhf"]);
         assert!(arm.ambiguity.unwrap().contains("Tag_ABI_VFP_args"));
@@ -752,12 +669,7 @@ mod tests {
         for t in all().unwrap() {
             match &t.rust {
                 RustAgent::Available(r) => {
-                    assert_eq!(
-                        r.cargo_config,
-                        format!("linker-scripts/{}.toml", r.triple),
-                        "{}",
-                        t.name
-                    );
+                    assert_eq!(r.cargo_config, format!("linker-scripts/{}.toml", r.triple), "{}", t.name);
                     match r.libc {
                         Libc::Musl => {
                             assert!(r.triple.contains("-musl"), "{}", t.name);
@@ -766,15 +678,9 @@ mod tests {
                         }
                         Libc::Gnu => {
                             assert!(r.triple.contains("-gnu"), "{}", t.name);
+                            assert!(r.debian_packages.iter().any(|p| p.starts_with("gcc-")), "{}", t.name);
                             assert!(
-                                r.debian_packages.iter().any(|p| p.starts_with("gcc-")),
-                                "{}",
-                                t.name
-                            );
-                            assert!(
-                                r.debian_packages
-                                    .iter()
-                                    .any(|p| p.starts_with("libc6-dev-")),
+                                r.debian_packages.iter().any(|p| p.starts_with("libc6-dev-")),
                                 "{}",
                                 t.name
                             );
@@ -782,33 +688,15 @@ mod tests {
                     }
                     // The fragment under linker-scripts/ names the same linker and links statically.
                     let fragment = std::fs::read_to_string(
-                        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                            .join("..")
-                            .join(&r.cargo_config),
+                        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(&r.cargo_config),
                     )
                     .unwrap_or_else(|e| panic!("{}: {}: {e}", t.name, r.cargo_config));
-                    assert!(
-                        fragment.contains(&format!("[target.{}]", r.triple)),
-                        "{}",
-                        r.cargo_config
-                    );
-                    assert!(
-                        fragment.contains(&format!("linker = \"{}\"", r.linker)),
-                        "{}",
-                        r.cargo_config
-                    );
-                    assert!(
-                        fragment.contains("target-feature=+crt-static"),
-                        "{}",
-                        r.cargo_config
-                    );
+                    assert!(fragment.contains(&format!("[target.{}]", r.triple)), "{}", r.cargo_config);
+                    assert!(fragment.contains(&format!("linker = \"{}\"", r.linker)), "{}", r.cargo_config);
+                    assert!(fragment.contains("target-feature=+crt-static"), "{}", r.cargo_config);
                 }
                 RustAgent::Unavailable { reason, would_need } => {
-                    assert!(
-                        reason.contains("no Rust standard library"),
-                        "{}: {reason}",
-                        t.name
-                    );
+                    assert!(reason.contains("no Rust standard library"), "{}: {reason}", t.name);
                     assert!(
                         would_need.contains("build-std") && would_need.contains("rust-src"),
                         "{}",
@@ -820,21 +708,14 @@ mod tests {
         for name in ["armv8b64", "mips64l"] {
             assert!(lookup(name).unwrap().rust_triple().is_none(), "{name}");
         }
-        assert_eq!(
-            lookup("armv8l64").unwrap().rust_triple(),
-            Some("aarch64-unknown-linux-musl")
-        );
+        assert_eq!(lookup("armv8l64").unwrap().rust_triple(), Some("aarch64-unknown-linux-musl"));
     }
 
     #[test]
     fn table_lists_every_target_with_its_rust_cell() {
         let text = table_text(all().unwrap());
         for t in all().unwrap() {
-            assert!(
-                text.lines().any(|l| l.starts_with(&format!("{} ", t.name))),
-                "{}",
-                t.name
-            );
+            assert!(text.lines().any(|l| l.starts_with(&format!("{} ", t.name))), "{}", t.name);
         }
         assert!(text.contains("none: no Rust standard library"));
         assert!(text.contains("powerpc64le-unknown-linux-gnu (gnu+crt-static)"));
@@ -842,18 +723,13 @@ mod tests {
 
     #[test]
     fn misnamed_or_incomplete_files_are_rejected() {
-        let (_, text) = TARGET_FILES
-            .iter()
-            .find(|(f, _)| *f == "riscv64.json")
-            .unwrap();
+        let (_, text) = TARGET_FILES.iter().find(|(f, _)| *f == "riscv64.json").unwrap();
         assert!(parse_table(&[("other.json", text)]).is_err());
         let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
         v.as_object_mut().unwrap().remove("kernel_arch");
         assert!(parse_table(&[("riscv64.json", &v.to_string())]).is_err());
         let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
-        v.as_object_mut()
-            .unwrap()
-            .insert("surprise".into(), 1.into());
+        v.as_object_mut().unwrap().insert("surprise".into(), 1.into());
         assert!(parse_table(&[("riscv64.json", &v.to_string())]).is_err());
     }
 }

@@ -29,9 +29,7 @@ pub fn exit(code: i32, message: impl Into<String>) -> anyhow::Error {
 /// The full path of `tool` on PATH, if any.
 pub fn which(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(tool))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|dir| dir.join(tool)).find(|p| p.is_file())
 }
 
 pub fn to_hex(bytes: &[u8]) -> String {
@@ -96,9 +94,7 @@ pub fn is_gzip(path: &Path) -> bool {
 
 /// Run a command, failing with its name and status.
 pub fn run(cmd: &mut std::process::Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    let status = cmd.status().with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
     if !status.success() {
         anyhow::bail!("{:?} failed ({status})", cmd.get_program());
     }

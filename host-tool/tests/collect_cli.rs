@@ -16,7 +16,15 @@ fn setup(outcome: Outcome) -> (tempfile::TempDir, Vec<u8>) {
 
 fn collect(d: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let p = |n: &str| d.join(n).to_string_lossy().into_owned();
-    let mut args = vec!["collect".to_string(), "--input".into(), p("channel.out"), "--key".into(), p("img.key"), "--out".into(), p("out")];
+    let mut args = vec![
+        "collect".to_string(),
+        "--input".into(),
+        p("channel.out"),
+        "--key".into(),
+        p("img.key"),
+        "--out".into(),
+        p("out"),
+    ];
     args.extend(extra.iter().map(|s| s.to_string()));
     stagehand().args(&args).output().unwrap()
 }
@@ -31,13 +39,22 @@ fn a_recorded_run_is_collected_and_verified() {
     assert!(!out.join("sysroot.tar.gz.partial").exists());
     let sha = std::fs::read_to_string(out.join("sysroot.tar.gz.sha256")).unwrap();
     assert!(sha.ends_with("  sysroot.tar.gz\n") && sha.len() == 64 + 2 + 14 + 1);
-    let check = std::process::Command::new("sha256sum").arg("-c").arg("sysroot.tar.gz.sha256").current_dir(&out).output().unwrap();
+    let check = std::process::Command::new("sha256sum")
+        .arg("-c")
+        .arg("sysroot.tar.gz.sha256")
+        .current_dir(&out)
+        .output()
+        .unwrap();
     assert!(check.status.success());
     let bst = std::fs::read_to_string(out.join("sysroot.bst")).unwrap();
     assert!(bst.contains("kind: tar") && bst.contains(&sha[..64]));
-    assert_eq!(std::fs::read_to_string(out.join("logs/01-hello.log")).unwrap(), "+ make hello\nhello built\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("logs/01-hello.log")).unwrap(),
+        "+ make hello\nhello built\n"
+    );
     assert!(std::fs::read_to_string(out.join("console.log")).unwrap().contains("Linux version 6.1.0"));
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["outcome"], "success");
     assert_eq!(report["kernel"], "Linux 6.1.0 x86_64");
     assert_eq!(report["modules"][1]["duration_ms"], 3400);
@@ -107,7 +124,15 @@ fn tampered_recording_never_yields_a_verified_file() {
 fn not_a_tty_is_refused() {
     let d = tempfile::tempdir().unwrap();
     write_key(&d.path().join("k"), &Key([1; 32]));
-    let o = run(&["collect", "--serial", "/dev/null", "--key", d.path().join("k").to_str().unwrap(), "--out", d.path().join("o").to_str().unwrap()]);
+    let o = run(&[
+        "collect",
+        "--serial",
+        "/dev/null",
+        "--key",
+        d.path().join("k").to_str().unwrap(),
+        "--out",
+        d.path().join("o").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("/dev/null is not a serial device"), "{}", text(&o));
 }
@@ -117,11 +142,27 @@ fn bad_key_file_and_missing_input_are_named() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("k"), "not hex\n").unwrap();
     std::fs::write(d.path().join("in"), "").unwrap();
-    let o = run(&["collect", "--input", d.path().join("in").to_str().unwrap(), "--key", d.path().join("k").to_str().unwrap(), "--out", d.path().join("o").to_str().unwrap()]);
+    let o = run(&[
+        "collect",
+        "--input",
+        d.path().join("in").to_str().unwrap(),
+        "--key",
+        d.path().join("k").to_str().unwrap(),
+        "--out",
+        d.path().join("o").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("is not a stagehand key"), "{}", text(&o));
     write_key(&d.path().join("k"), &Key([1; 32]));
-    let o = run(&["collect", "--input", "/nonexistent/rec", "--key", d.path().join("k").to_str().unwrap(), "--out", d.path().join("o").to_str().unwrap()]);
+    let o = run(&[
+        "collect",
+        "--input",
+        "/nonexistent/rec",
+        "--key",
+        d.path().join("k").to_str().unwrap(),
+        "--out",
+        d.path().join("o").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("/nonexistent/rec"));
 }
@@ -132,7 +173,18 @@ fn follow_gives_up_at_the_timeout() {
     write_key(&d.path().join("k"), &Key([1; 32]));
     std::fs::write(d.path().join("in"), "boot noise\n").unwrap();
     let start = std::time::Instant::now();
-    let o = run(&["collect", "--input", d.path().join("in").to_str().unwrap(), "--follow", "--timeout", "1", "--key", d.path().join("k").to_str().unwrap(), "--out", d.path().join("o").to_str().unwrap()]);
+    let o = run(&[
+        "collect",
+        "--input",
+        d.path().join("in").to_str().unwrap(),
+        "--follow",
+        "--timeout",
+        "1",
+        "--key",
+        d.path().join("k").to_str().unwrap(),
+        "--out",
+        d.path().join("o").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("timed out"));
     assert!(start.elapsed().as_secs() < 10);
@@ -200,13 +252,27 @@ fn serial_line_through_a_pty() {
     let wire = std::fs::read(d.path().join("channel.out")).unwrap();
     let (mut master, mut slave): (libc::c_int, libc::c_int) = (0, 0);
     // SAFETY: openpty writes two descriptors into the given integers.
-    let rc = unsafe { libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null()) };
+    let rc = unsafe {
+        libc::openpty(&mut master, &mut slave, std::ptr::null_mut(), std::ptr::null(), std::ptr::null())
+    };
     assert_eq!(rc, 0, "openpty failed");
     // SAFETY: `slave` is a valid descriptor returned by openpty.
     let name = unsafe { std::ffi::CStr::from_ptr(libc::ptsname(master)) }.to_string_lossy().into_owned();
     let p = |n: &str| d.path().join(n).to_string_lossy().into_owned();
     let child = stagehand()
-        .args(["collect", "--serial", &name, "--baud", "115200", "--key", &p("img.key"), "--out", &p("out"), "--timeout", "30"])
+        .args([
+            "collect",
+            "--serial",
+            &name,
+            "--baud",
+            "115200",
+            "--key",
+            &p("img.key"),
+            "--out",
+            &p("out"),
+            "--timeout",
+            "30",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -247,10 +313,12 @@ fn two_way_agent_gets_its_acknowledgements() {
         .spawn()
         .unwrap();
     let mut conn = (0..100)
-        .find_map(|_| std::net::TcpStream::connect(&addr).ok().or_else(|| {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            None
-        }))
+        .find_map(|_| {
+            std::net::TcpStream::connect(&addr).ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                None
+            })
+        })
         .expect("collect listens");
     // The sender only finishes once the collector has acknowledged every byte.
     assert!(two_way_run(&key, &file, &mut conn), "the sender never saw its data acknowledged");

@@ -20,7 +20,8 @@ impl Inputs {
         self.dir.path().join(n).to_string_lossy().into_owned()
     }
     fn image(&self, format: &str, out: &str, extra: &[&str]) -> std::process::Output {
-        let mut args = vec!["image", "--target", "x86_64", "--channel", "serial:/dev/ttyS1,115200", "--format", format];
+        let mut args =
+            vec!["image", "--target", "x86_64", "--channel", "serial:/dev/ttyS1,115200", "--format", format];
         let (s, b, a, o) = (self.p("sysroot"), self.p("bundle.tar.gz"), self.p("agent-bin"), self.p(out));
         args.extend(["--sysroot", &s, "--bundle", &b, "--agent", &a, "--out", &o]);
         args.extend(extra);
@@ -32,7 +33,8 @@ fn check_tree(root: &Path) {
     let init = std::fs::metadata(root.join("init")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(init.permissions().mode() & 0o7777, 0o755);
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("etc/stagehand/agent.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("etc/stagehand/agent.json")).unwrap()).unwrap();
     assert_eq!(cfg["target"], "x86_64");
     assert_eq!(cfg["bundle"], "/stagehand/bundle.tar.gz");
     assert_eq!(cfg["bundle_kind"], "buildstream");
@@ -45,11 +47,16 @@ fn check_tree(root: &Path) {
 #[test]
 fn dir_image_has_agent_config_bundle_and_matching_keys() {
     let i = Inputs::new();
-    let o = i.image("dir", "root", &["--set", "nameserver=10.0.2.3", "--set", "one_way_repeats=3", "--on-failure", "shell"]);
+    let o = i.image(
+        "dir",
+        "root",
+        &["--set", "nameserver=10.0.2.3", "--set", "one_way_repeats=3", "--on-failure", "shell"],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let root = i.dir.path().join("root");
     check_tree(&root);
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("etc/stagehand/agent.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("etc/stagehand/agent.json")).unwrap()).unwrap();
     assert_eq!(cfg["nameserver"], "10.0.2.3");
     assert_eq!(cfg["one_way_repeats"], 3);
     assert_eq!(cfg["on_failure"], "shell");
@@ -58,7 +65,10 @@ fn dir_image_has_agent_config_bundle_and_matching_keys() {
     assert_eq!(inside, beside);
     assert_eq!(inside.trim().len(), 64);
     let t = text(&o);
-    assert!(t.contains("root=/dev/nfs nfsroot=HOST:") && t.contains("init=/init") && t.contains("console=ttyS0"), "{t}");
+    assert!(
+        t.contains("root=/dev/nfs nfsroot=HOST:") && t.contains("init=/init") && t.contains("console=ttyS0"),
+        "{t}"
+    );
 
     // A second image gets a different key; an existing output is refused without --force.
     let again = i.image("dir", "root", &[]);
@@ -76,7 +86,14 @@ fn tar_image_unpacks_to_the_same_tree() {
     assert!(o.status.success(), "{}", text(&o));
     let x = i.dir.path().join("x");
     std::fs::create_dir(&x).unwrap();
-    assert!(std::process::Command::new("tar").arg("-xzf").arg(i.p("root.tar.gz")).arg("-C").arg(&x).status().unwrap().success());
+    assert!(std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(i.p("root.tar.gz"))
+        .arg("-C")
+        .arg(&x)
+        .status()
+        .unwrap()
+        .success());
     check_tree(&x);
     let list = std::process::Command::new("tar").arg("-tvzf").arg(i.p("root.tar.gz")).output().unwrap();
     let list = String::from_utf8_lossy(&list.stdout);
@@ -95,18 +112,35 @@ fn cpio_image_is_a_newc_initramfs_with_console() {
     let gz = std::fs::read(i.p("init.cpio.gz")).unwrap();
     let mut raw = Vec::new();
     std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut raw).unwrap();
-    let mut child = std::process::Command::new("cpio").args(["-itv", "--quiet"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut child = std::process::Command::new("cpio")
+        .args(["-itv", "--quiet"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), &raw).unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     let list = String::from_utf8_lossy(&out.stdout);
-    let line = |name: &str| list.lines().find(|l| l.ends_with(&format!(" {name}")) || l.contains(&format!(" {name} -> "))).unwrap_or_else(|| panic!("{name} missing:\n{list}")).to_string();
+    let line = |name: &str| {
+        list.lines()
+            .find(|l| l.ends_with(&format!(" {name}")) || l.contains(&format!(" {name} -> ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{list}"))
+            .to_string()
+    };
     assert!(line("init").starts_with("-rwxr-xr-x"), "{}", line("init"));
     let console = line("dev/console");
-    assert!(console.starts_with("crw-------") && console.contains("5,") && console.contains(" 1 "), "{console}");
+    assert!(
+        console.starts_with("crw-------") && console.contains("5,") && console.contains(" 1 "),
+        "{console}"
+    );
     assert!(line("usr/bin/sh").starts_with("lrwxrwxrwx"));
     assert!(line("etc/stagehand/key").starts_with("-rw-------"));
-    assert!(list.lines().all(|l| l.split_whitespace().nth(2) == Some("root") || l.split_whitespace().nth(2) == Some("0")), "owners:\n{list}");
+    assert!(
+        list.lines()
+            .all(|l| l.split_whitespace().nth(2) == Some("root") || l.split_whitespace().nth(2) == Some("0")),
+        "owners:\n{list}"
+    );
     // Deterministic order: paths sorted, parents first.
     let names: Vec<&str> = list.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
     let pos = |n: &str| names.iter().position(|x| *x == n).unwrap();
@@ -124,17 +158,24 @@ fn ext4_image_has_init() {
     assert_eq!(std::fs::metadata(i.p("root.img")).unwrap().len(), 64 << 20);
     assert!(text(&o).contains("root=/dev/vda rw init=/init"));
     let debugfs = if Path::new("/sbin/debugfs").exists() { "/sbin/debugfs" } else { "debugfs" };
-    let ls = std::process::Command::new(debugfs).args(["-R", "ls -l /"]).arg(i.p("root.img")).output().unwrap();
+    let ls =
+        std::process::Command::new(debugfs).args(["-R", "ls -l /"]).arg(i.p("root.img")).output().unwrap();
     let ls = String::from_utf8_lossy(&ls.stdout);
-    let init = ls.lines().find(|l| l.trim_end().ends_with(" init")).unwrap_or_else(|| panic!("no /init:\n{ls}"));
+    let init =
+        ls.lines().find(|l| l.trim_end().ends_with(" init")).unwrap_or_else(|| panic!("no /init:\n{ls}"));
     assert!(init.contains("100755"), "{init}");
-    let cat = std::process::Command::new(debugfs).args(["-R", "cat /etc/stagehand/agent.json"]).arg(i.p("root.img")).output().unwrap();
+    let cat = std::process::Command::new(debugfs)
+        .args(["-R", "cat /etc/stagehand/agent.json"])
+        .arg(i.p("root.img"))
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&cat.stdout).contains("\"target\": \"x86_64\""));
     // Every group's inode table is zeroed already: no lazy init left for the guest.
     let dumpe2fs = if Path::new("/sbin/dumpe2fs").exists() { "/sbin/dumpe2fs" } else { "dumpe2fs" };
     let groups = std::process::Command::new(dumpe2fs).arg(i.p("root.img")).output().unwrap();
     let groups = String::from_utf8_lossy(&groups.stdout);
-    let flags: Vec<&str> = groups.lines().filter(|l| l.starts_with("Group ") && l.contains(": (Blocks")).collect();
+    let flags: Vec<&str> =
+        groups.lines().filter(|l| l.starts_with("Group ") && l.contains(": (Blocks")).collect();
     assert!(!flags.is_empty() && flags.iter().all(|l| l.contains("ITABLE_ZEROED")), "{}", flags.join("\n"));
 }
 
@@ -142,11 +183,34 @@ fn ext4_image_has_init() {
 fn bad_inputs_are_named() {
     let i = Inputs::new();
     let args = |target: &str, sysroot: String, bundle: String| {
-        stagehand().args(["image", "--target", target, "--channel", "console", "--format", "dir", "--agent", &i.p("agent-bin"), "--sysroot", &sysroot, "--bundle", &bundle, "--out", &i.p("o")]).output().unwrap()
+        stagehand()
+            .args([
+                "image",
+                "--target",
+                target,
+                "--channel",
+                "console",
+                "--format",
+                "dir",
+                "--agent",
+                &i.p("agent-bin"),
+                "--sysroot",
+                &sysroot,
+                "--bundle",
+                &bundle,
+                "--out",
+                &i.p("o"),
+            ])
+            .output()
+            .unwrap()
     };
     let o = args("vax", i.p("sysroot"), i.p("bundle.tar.gz"));
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("vax") && text(&o).contains("x86_64") && text(&o).contains("armv8l64"), "{}", text(&o));
+    assert!(
+        text(&o).contains("vax") && text(&o).contains("x86_64") && text(&o).contains("armv8l64"),
+        "{}",
+        text(&o)
+    );
     let o = args("x86_64", i.p("nope"), i.p("bundle.tar.gz"));
     assert!(text(&o).contains("sysroot") && text(&o).contains("nope"), "{}", text(&o));
     let o = args("x86_64", i.p("sysroot"), i.p("nobundle.tar.gz"));
@@ -154,7 +218,24 @@ fn bad_inputs_are_named() {
     std::fs::write(i.dir.path().join("junk.tar.gz"), b"junk").unwrap();
     let o = args("x86_64", i.p("sysroot"), i.p("junk.tar.gz"));
     assert!(text(&o).contains("does not look like a build bundle"), "{}", text(&o));
-    let o = stagehand().args(["image", "--target", "x86_64", "--channel", "carrier-pigeon", "--format", "dir", "--sysroot", &i.p("sysroot"), "--bundle", &i.p("bundle.tar.gz"), "--out", &i.p("o")]).output().unwrap();
+    let o = stagehand()
+        .args([
+            "image",
+            "--target",
+            "x86_64",
+            "--channel",
+            "carrier-pigeon",
+            "--format",
+            "dir",
+            "--sysroot",
+            &i.p("sysroot"),
+            "--bundle",
+            &i.p("bundle.tar.gz"),
+            "--out",
+            &i.p("o"),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1), "usage error");
     assert!(text(&o).contains("unknown channel"));
     assert!(!i.dir.path().join("o").exists());
@@ -163,14 +244,42 @@ fn bad_inputs_are_named() {
 #[test]
 fn sysroot_tarball_is_accepted() {
     let i = Inputs::new();
-    assert!(std::process::Command::new("tar").arg("-czf").arg(i.p("s.tar.gz")).arg("-C").arg(i.p("sysroot")).arg(".").status().unwrap().success());
-    let o = stagehand().args(["image", "--target", "x86_64", "--channel", "tcp:10.0.2.2:7000", "--format", "dir", "--agent", &i.p("agent-bin"), "--sysroot", &i.p("s.tar.gz"), "--bundle", &i.p("bundle.tar.gz"), "--out", &i.p("r")]).output().unwrap();
+    assert!(std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(i.p("s.tar.gz"))
+        .arg("-C")
+        .arg(i.p("sysroot"))
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let o = stagehand()
+        .args([
+            "image",
+            "--target",
+            "x86_64",
+            "--channel",
+            "tcp:10.0.2.2:7000",
+            "--format",
+            "dir",
+            "--agent",
+            &i.p("agent-bin"),
+            "--sysroot",
+            &i.p("s.tar.gz"),
+            "--bundle",
+            &i.p("bundle.tar.gz"),
+            "--out",
+            &i.p("r"),
+        ])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     check_tree_channel(&i.dir.path().join("r"), "tcp:10.0.2.2:7000");
 }
 
 fn check_tree_channel(root: &Path, channel: &str) {
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("etc/stagehand/agent.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("etc/stagehand/agent.json")).unwrap()).unwrap();
     assert_eq!(cfg["channel"], channel);
     assert!(root.join("init").is_file());
 }
@@ -183,15 +292,59 @@ fn morph_tarball_carries_its_own_bundle() {
     stage2_tree(&m);
     std::fs::create_dir_all(m.join("src")).unwrap();
     std::fs::write(m.join("native-bootstrap"), "#!/bin/sh\nset -eu\n").unwrap();
-    assert!(std::process::Command::new("tar").arg("-czf").arg(i.p("morph.tar.gz")).arg("-C").arg(&m).arg(".").status().unwrap().success());
-    let o = stagehand().args(["image", "--target", "x86_64", "--channel", "console", "--format", "dir", "--agent", &i.p("agent-bin"), "--sysroot", &i.p("morph.tar.gz"), "--out", &i.p("r")]).output().unwrap();
+    assert!(std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(i.p("morph.tar.gz"))
+        .arg("-C")
+        .arg(&m)
+        .arg(".")
+        .status()
+        .unwrap()
+        .success());
+    let o = stagehand()
+        .args([
+            "image",
+            "--target",
+            "x86_64",
+            "--channel",
+            "console",
+            "--format",
+            "dir",
+            "--agent",
+            &i.p("agent-bin"),
+            "--sysroot",
+            &i.p("morph.tar.gz"),
+            "--out",
+            &i.p("r"),
+        ])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(i.dir.path().join("r/etc/stagehand/agent.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(i.dir.path().join("r/etc/stagehand/agent.json")).unwrap())
+            .unwrap();
     assert_eq!(cfg["bundle"], "/native-bootstrap");
     assert_eq!(cfg["bundle_kind"], "morph");
     assert!(!i.dir.path().join("r/stagehand").exists());
     // Without --bundle, a sysroot that has no native-bootstrap is refused.
-    let o = stagehand().args(["image", "--target", "x86_64", "--channel", "console", "--format", "dir", "--agent", &i.p("agent-bin"), "--sysroot", &i.p("sysroot"), "--out", &i.p("r2")]).output().unwrap();
+    let o = stagehand()
+        .args([
+            "image",
+            "--target",
+            "x86_64",
+            "--channel",
+            "console",
+            "--format",
+            "dir",
+            "--agent",
+            &i.p("agent-bin"),
+            "--sysroot",
+            &i.p("sysroot"),
+            "--out",
+            &i.p("r2"),
+        ])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("--bundle"), "{}", text(&o));
     assert!(!i.dir.path().join("r2").exists());
@@ -200,11 +353,31 @@ fn morph_tarball_carries_its_own_bundle() {
 #[test]
 fn folder_bundle_is_copied_in() {
     let i = Inputs::new();
-    let o = stagehand().args(["image", "--target", "x86_64", "--channel", "console", "--format", "dir", "--agent", &i.p("agent-bin"), "--sysroot", &i.p("sysroot"),
-        "--bundle", &i.p("bundle-src/bootstrap-stage3-sysroot"), "--out", &i.p("r")]).output().unwrap();
+    let o = stagehand()
+        .args([
+            "image",
+            "--target",
+            "x86_64",
+            "--channel",
+            "console",
+            "--format",
+            "dir",
+            "--agent",
+            &i.p("agent-bin"),
+            "--sysroot",
+            &i.p("sysroot"),
+            "--bundle",
+            &i.p("bundle-src/bootstrap-stage3-sysroot"),
+            "--out",
+            &i.p("r"),
+        ])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     assert!(i.dir.path().join("r/stagehand/bundle/build.sh").is_file());
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(i.dir.path().join("r/etc/stagehand/agent.json")).unwrap()).unwrap();
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(i.dir.path().join("r/etc/stagehand/agent.json")).unwrap())
+            .unwrap();
     assert_eq!(cfg["bundle"], "/stagehand/bundle");
     assert_eq!(cfg["bundle_kind"], "buildstream");
 }

@@ -6,7 +6,9 @@ mod common;
 use common::*;
 
 fn debian_kernel_present() -> bool {
-    let found = std::fs::read_dir("/boot").map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-"))).unwrap_or(false);
+    let found = std::fs::read_dir("/boot")
+        .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-")))
+        .unwrap_or(false);
     if !found {
         if std::env::var_os("CI").is_some() {
             panic!("a kernel in /boot is required in CI (apt-get install linux-image-amd64)");
@@ -18,7 +20,11 @@ fn debian_kernel_present() -> bool {
 
 #[test]
 fn boots_an_initramfs_and_stops_when_the_guest_powers_off() {
-    if std::env::consts::ARCH != "x86_64" || !have_tool("qemu-system-x86_64") || !debian_kernel_present() || !std::path::Path::new("/bin/busybox").exists() {
+    if std::env::consts::ARCH != "x86_64"
+        || !have_tool("qemu-system-x86_64")
+        || !debian_kernel_present()
+        || !std::path::Path::new("/bin/busybox").exists()
+    {
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -32,11 +38,37 @@ fn boots_an_initramfs_and_stops_when_the_guest_powers_off() {
     }
     std::fs::write(d.path().join("init.sh"), "#!/tools/bin/sh\n/tools/bin/mount -t devtmpfs none /dev\necho hello-from-init > /dev/ttyS1\n/tools/bin/poweroff -f\n").unwrap();
     bundle_tarball(d.path());
-    let o = run(&["image", "--target", "x86_64", "--sysroot", &p("s"), "--bundle", &p("bundle.tar.gz"), "--agent", &p("init.sh"),
-        "--channel", "serial:/dev/ttyS1", "--format", "cpio", "--compress", "--out", &p("img.cpio.gz")]);
+    let o = run(&[
+        "image",
+        "--target",
+        "x86_64",
+        "--sysroot",
+        &p("s"),
+        "--bundle",
+        &p("bundle.tar.gz"),
+        "--agent",
+        &p("init.sh"),
+        "--channel",
+        "serial:/dev/ttyS1",
+        "--format",
+        "cpio",
+        "--compress",
+        "--out",
+        &p("img.cpio.gz"),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     let start = std::time::Instant::now();
-    let o = run(&["qemu", "--target", "x86_64", "--image", &p("img.cpio.gz"), "--out", &p("run"), "--timeout", "90"]);
+    let o = run(&[
+        "qemu",
+        "--target",
+        "x86_64",
+        "--image",
+        &p("img.cpio.gz"),
+        "--out",
+        &p("run"),
+        "--timeout",
+        "90",
+    ]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(start.elapsed().as_secs() < 60, "QEMU was not stopped when the guest powered off");
     let console = std::fs::read_to_string(d.path().join("run/console.log")).unwrap();
@@ -50,9 +82,27 @@ fn boots_an_initramfs_and_stops_when_the_guest_powers_off() {
 fn refuses_folders_and_unknown_images() {
     let d = tempfile::tempdir().unwrap();
     write_key(&d.path().join("k"), &stagehand_agent::wire::Key([3; 32]));
-    let o = run(&["qemu", "--target", "x86_64", "--image", d.path().to_str().unwrap(), "--key", d.path().join("k").to_str().unwrap(), "--out", d.path().join("o").to_str().unwrap()]);
+    let o = run(&[
+        "qemu",
+        "--target",
+        "x86_64",
+        "--image",
+        d.path().to_str().unwrap(),
+        "--key",
+        d.path().join("k").to_str().unwrap(),
+        "--out",
+        d.path().join("o").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("--format cpio"), "{}", text(&o));
-    let o = run(&["qemu", "--target", "nonesuch", "--image", d.path().to_str().unwrap(), "--out", d.path().join("o").to_str().unwrap()]);
+    let o = run(&[
+        "qemu",
+        "--target",
+        "nonesuch",
+        "--image",
+        d.path().to_str().unwrap(),
+        "--out",
+        d.path().join("o").to_str().unwrap(),
+    ]);
     assert!(text(&o).contains("unknown architecture"), "{}", text(&o));
 }

@@ -2,23 +2,15 @@
 
 use std::process::{Command, Output};
 
-const REQUIRED: [&str; 9] = [
-    "x86_64", "x86_32", "armv7lhf", "armv8l64", "armv8b64", "ppc64l", "ppc64b", "riscv64",
-    "mips64l",
-];
+const REQUIRED: [&str; 9] =
+    ["x86_64", "x86_32", "armv7lhf", "armv8l64", "armv8b64", "ppc64l", "ppc64b", "riscv64", "mips64l"];
 
 fn stagehand(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_stagehand"))
-        .args(args)
-        .output()
-        .expect("run stagehand")
+    Command::new(env!("CARGO_BIN_EXE_stagehand")).args(args).output().expect("run stagehand")
 }
 
 fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
 #[test]
@@ -57,14 +49,7 @@ fn json_lists_the_required_architectures_with_every_field() {
         for f in fields {
             assert!(t.get(f).is_some(), "{name}: no field {f}");
         }
-        for f in [
-            "binary",
-            "machine",
-            "cpu",
-            "console",
-            "extra_args",
-            "debian_package",
-        ] {
+        for f in ["binary", "machine", "cpu", "console", "extra_args", "debian_package"] {
             assert!(t["qemu"].get(f).is_some(), "{name}: no qemu.{f}");
         }
         for f in ["machine", "class_bits", "data"] {
@@ -72,20 +57,14 @@ fn json_lists_the_required_architectures_with_every_field() {
         }
         match t["rust"]["status"].as_str() {
             Some("available") => {
-                assert!(
-                    t["rust"]["triple"].is_string() && t["rust"]["linker"].is_string(),
-                    "{name}"
-                )
+                assert!(t["rust"]["triple"].is_string() && t["rust"]["linker"].is_string(), "{name}")
             }
             Some("unavailable") => assert!(t["rust"]["reason"].is_string(), "{name}"),
             other => panic!("{name}: rust.status {other:?}"),
         }
     }
     let by = |n: &str| list.iter().find(|t| t["name"] == n).unwrap();
-    assert_eq!(
-        by("armv8l64")["rust"]["triple"],
-        "aarch64-unknown-linux-musl"
-    );
+    assert_eq!(by("armv8l64")["rust"]["triple"], "aarch64-unknown-linux-musl");
     assert_eq!(by("ppc64b")["uname_m"][0], "ppc64");
     assert_eq!(by("ppc64l")["kernel_arch"], "powerpc");
     assert_eq!(by("x86_32")["gnu_triple"], "i686-baserock-linux-gnu");
@@ -98,10 +77,7 @@ fn table_shows_every_required_architecture() {
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
     for name in REQUIRED {
-        assert!(
-            out.lines().any(|l| l.starts_with(&format!("{name} "))),
-            "{name} not in\n{out}"
-        );
+        assert!(out.lines().any(|l| l.starts_with(&format!("{name} "))), "{name} not in\n{out}");
     }
     assert!(out.contains("x86_64-unknown-linux-musl"));
     assert!(out.contains("none: "));
@@ -111,14 +87,8 @@ fn table_shows_every_required_architecture() {
 fn resolve_ppc64_warns_and_names_both() {
     let o = stagehand(&["targets", "resolve", "ppc64"]);
     let (out, err) = text(&o);
-    assert!(
-        o.status.success(),
-        "ambiguity is a warning, not a failure: {err}"
-    );
-    assert!(
-        err.contains("AMBIGUOUS") && err.contains("pass --target ppc64b explicitly"),
-        "{err}"
-    );
+    assert!(o.status.success(), "ambiguity is a warning, not a failure: {err}");
+    assert!(err.contains("AMBIGUOUS") && err.contains("pass --target ppc64b explicitly"), "{err}");
     assert!(out.contains("ppc64b") && out.contains("ppc64 "), "{out}");
 }
 
@@ -127,10 +97,7 @@ fn resolve_armv7l_explains_the_vfp_rule() {
     let o = stagehand(&["targets", "resolve", "armv7l"]);
     let (out, err) = text(&o);
     assert!(o.status.success(), "{err}");
-    assert!(
-        err.contains("Tag_ABI_VFP_args: VFP registers") && err.contains("--elf"),
-        "{err}"
-    );
+    assert!(err.contains("Tag_ABI_VFP_args: VFP registers") && err.contains("--elf"), "{err}");
     assert!(out.contains("armv7lhf") && out.contains("armv7l "), "{out}");
     let one = stagehand(&["targets", "resolve", "aarch64"]);
     assert_eq!(text(&one).0.trim(), "aarch64: armv8l64");
@@ -152,15 +119,9 @@ fn agent_build_for_armv8b64_says_no_std_exists() {
     let o = stagehand(&["agent", "build", "--target", "armv8b64"]);
     let (_, err) = text(&o);
     assert!(!o.status.success());
-    assert!(
-        err.contains("no Rust standard library exists for armv8b64 on stable"),
-        "{err}"
-    );
+    assert!(err.contains("no Rust standard library exists for armv8b64 on stable"), "{err}");
     assert!(err.contains("build-std"), "{err}");
-    assert!(
-        !err.contains("Compiling"),
-        "must refuse before running cargo: {err}"
-    );
+    assert!(!err.contains("Compiling"), "must refuse before running cargo: {err}");
 }
 
 #[test]
@@ -175,10 +136,7 @@ fn agent_build_for_nonsense_lists_valid_names() {
     let o = stagehand(&["agent", "build", "--target", "aarch64"]);
     let (_, err) = text(&o);
     assert!(!o.status.success());
-    assert!(
-        err.contains("armv8l64"),
-        "a uname -m value points at the target name: {err}"
-    );
+    assert!(err.contains("armv8l64"), "a uname -m value points at the target name: {err}");
 }
 
 /// A bare ELF header: enough for `resolve --elf` to read class, byte order, machine, flags.
@@ -213,16 +171,8 @@ fn elf_header(wide: bool, big: bool, machine: u16, flags: u32) -> Vec<u8> {
 fn resolve_with_elf_decides() {
     let dir = tempfile::tempdir().unwrap();
     let cases = [
-        (
-            "armv7l",
-            elf_header(false, false, 40, 0x0500_0400),
-            "armv7l: armv7lhf",
-        ),
-        (
-            "armv7l",
-            elf_header(false, false, 40, 0x0500_0200),
-            "armv7l: armv7l",
-        ),
+        ("armv7l", elf_header(false, false, 40, 0x0500_0400), "armv7l: armv7lhf"),
+        ("armv7l", elf_header(false, false, 40, 0x0500_0200), "armv7l: armv7l"),
         ("mips64", elf_header(true, false, 8, 0), "mips64: mips64l"),
         ("mips64", elf_header(true, true, 8, 0), "mips64: mips64b"),
     ];
@@ -237,17 +187,7 @@ fn resolve_with_elf_decides() {
     }
     let x86 = dir.path().join("x86");
     std::fs::write(&x86, elf_header(true, false, 62, 0)).unwrap();
-    let o = stagehand(&[
-        "targets",
-        "resolve",
-        "armv7l",
-        "--elf",
-        x86.to_str().unwrap(),
-    ]);
+    let o = stagehand(&["targets", "resolve", "armv7l", "--elf", x86.to_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(
-        text(&o).1.contains("not a binary of any target"),
-        "{}",
-        text(&o).1
-    );
+    assert!(text(&o).1.contains("not a binary of any target"), "{}", text(&o).1);
 }

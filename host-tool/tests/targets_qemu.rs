@@ -5,11 +5,7 @@
 use std::process::Command;
 
 /// Installed by `scripts/setup.sh` without options.
-const ALWAYS_INSTALLED: [&str; 3] = [
-    "qemu-system-x86_64",
-    "qemu-system-aarch64",
-    "qemu-system-arm",
-];
+const ALWAYS_INSTALLED: [&str; 3] = ["qemu-system-x86_64", "qemu-system-aarch64", "qemu-system-arm"];
 
 fn help(binary: &str, args: &[&str]) -> Option<String> {
     let o = Command::new(binary).args(args).output().ok()?;
@@ -20,21 +16,14 @@ fn help(binary: &str, args: &[&str]) -> Option<String> {
 /// after a family prefix (`x86 max`, `MIPS '24Kf'`, `PowerPC power9`).
 fn listed(output: &str, name: &str) -> bool {
     output.lines().any(|l| {
-        let words: Vec<&str> = l
-            .split_whitespace()
-            .take(2)
-            .map(|w| w.trim_matches('\''))
-            .collect();
+        let words: Vec<&str> = l.split_whitespace().take(2).map(|w| w.trim_matches('\'')).collect();
         words.contains(&name)
     })
 }
 
 #[test]
 fn qemu_machines_and_cpus_exist() {
-    let out = Command::new(env!("CARGO_BIN_EXE_stagehand"))
-        .args(["targets", "--json"])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stagehand")).args(["targets", "--json"]).output().unwrap();
     assert!(out.status.success());
     let targets: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
@@ -51,15 +40,9 @@ fn qemu_machines_and_cpus_exist() {
             eprintln!("skipping {name}: {binary} not installed (scripts/setup.sh --cross-all)");
             continue;
         };
-        assert!(
-            listed(&machines, machine),
-            "{name}: {binary} has no machine {machine}"
-        );
+        assert!(listed(&machines, machine), "{name}: {binary} has no machine {machine}");
         let cpus = help(binary, &["-M", machine, "-cpu", "help"]).unwrap();
-        assert!(
-            listed(&cpus, cpu),
-            "{name}: {binary} -M {machine} has no cpu {cpu}:\n{cpus}"
-        );
+        assert!(listed(&cpus, cpu), "{name}: {binary} -M {machine} has no cpu {cpu}:\n{cpus}");
         checked += 1;
     }
     assert!(checked > 0 || !in_ci, "no QEMU checked");

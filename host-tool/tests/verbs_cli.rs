@@ -11,7 +11,10 @@ fn fixup_reports_changes_then_nothing() {
     let o = run(&["fixup", root, "--nameserver", "10.0.2.3"]);
     assert!(o.status.success(), "{}", text(&o));
     let t = text(&o);
-    assert!(t.contains("replaced /usr/bin") && t.contains("linked /usr/bin/sh") && t.contains("resolv.conf"), "{t}");
+    assert!(
+        t.contains("replaced /usr/bin") && t.contains("linked /usr/bin/sh") && t.contains("resolv.conf"),
+        "{t}"
+    );
     let o = run(&["fixup", root, "--nameserver", "10.0.2.3"]);
     assert!(o.status.success());
     assert!(text(&o).contains("needs no changes"), "{}", text(&o));
@@ -45,16 +48,48 @@ fn stage2_from_a_seed_style_tarball() {
     let d = tempfile::tempdir().unwrap();
     // As the manual process makes it: tar -c ./stage2-ARCH, one top folder.
     stage2_tree(&d.path().join("stage2-x86_64"));
-    assert!(std::process::Command::new("tar").arg("-czf").arg(d.path().join("s.tar.gz")).arg("-C").arg(d.path()).arg("./stage2-x86_64").status().unwrap().success());
+    assert!(std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(d.path().join("s.tar.gz"))
+        .arg("-C")
+        .arg(d.path())
+        .arg("./stage2-x86_64")
+        .status()
+        .unwrap()
+        .success());
     let out = d.path().join("out");
-    let o = run(&["stage2", "--target", "x86_64", "--from", d.path().join("s.tar.gz").to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o = run(&[
+        "stage2",
+        "--target",
+        "x86_64",
+        "--from",
+        d.path().join("s.tar.gz").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(out.join("tools/bin/busybox").is_file());
     assert!(std::fs::symlink_metadata(out.join("usr/bin")).unwrap().is_dir());
-    let o = run(&["stage2", "--target", "x86_64", "--from", "/nonexistent", "--out", d.path().join("o2").to_str().unwrap()]);
+    let o = run(&[
+        "stage2",
+        "--target",
+        "x86_64",
+        "--from",
+        "/nonexistent",
+        "--out",
+        d.path().join("o2").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("/nonexistent"));
-    let o = run(&["stage2", "--target", "pdp11", "--from", out.to_str().unwrap(), "--out", d.path().join("o3").to_str().unwrap()]);
+    let o = run(&[
+        "stage2",
+        "--target",
+        "pdp11",
+        "--from",
+        out.to_str().unwrap(),
+        "--out",
+        d.path().join("o3").to_str().unwrap(),
+    ]);
     assert!(text(&o).contains("unknown architecture"), "{}", text(&o));
 }
 
@@ -63,7 +98,8 @@ fn bundle_from_passes_through_and_validates() {
     let d = tempfile::tempdir().unwrap();
     let b = bundle_tarball(d.path());
     let out = d.path().join("copy.tar.gz");
-    let o = run(&["bundle", "--target", "x86_64", "--from", b.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o =
+        run(&["bundle", "--target", "x86_64", "--from", b.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&b).unwrap());
     // A Morph native-bootstrap tree becomes a tarball.
@@ -71,12 +107,21 @@ fn bundle_from_passes_through_and_validates() {
     std::fs::create_dir_all(m.join("src")).unwrap();
     std::fs::write(m.join("native-bootstrap"), "#!/bin/sh\nset -eu\n").unwrap();
     let out = d.path().join("morph.tar.gz");
-    let o = run(&["bundle", "--target", "x86_64", "--from", m.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    let o =
+        run(&["bundle", "--target", "x86_64", "--from", m.to_str().unwrap(), "--out", out.to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("morph"));
     let junk = d.path().join("junk");
     std::fs::create_dir(&junk).unwrap();
-    let o = run(&["bundle", "--target", "x86_64", "--from", junk.to_str().unwrap(), "--out", d.path().join("j.tar.gz").to_str().unwrap()]);
+    let o = run(&[
+        "bundle",
+        "--target",
+        "x86_64",
+        "--from",
+        junk.to_str().unwrap(),
+        "--out",
+        d.path().join("j.tar.gz").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("does not look like a build bundle"));
 }
@@ -103,7 +148,10 @@ fn report_summarises_and_writes_html() {
     let o = run(&["report", d.path().to_str().unwrap()]);
     assert!(o.status.success(), "{}", text(&o));
     let t = String::from_utf8_lossy(&o.stdout);
-    assert!(t.contains("build_failed") && t.contains("FAILED: module make") && t.contains("x.c:3: error: boom"), "{t}");
+    assert!(
+        t.contains("build_failed") && t.contains("FAILED: module make") && t.contains("x.c:3: error: boom"),
+        "{t}"
+    );
     assert!(t.contains("15m00s"), "{t}");
     let html = std::fs::read_to_string(d.path().join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("gcc"));

@@ -5,8 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{
-    err, export_lines, identity_of, in_root, BundleError, BundleKind, ExecStep, LoadedBundle,
-    Module, Step,
+    err, export_lines, identity_of, in_root, BundleError, BundleKind, ExecStep, LoadedBundle, Module, Step,
 };
 
 /// The module list from build.sh's `for module in a b c ; do` line.
@@ -20,11 +19,7 @@ pub(crate) fn module_list(build_sh: &str) -> Option<Vec<String>> {
 }
 
 /// `dir` is the bundle's top folder, inside `root`.
-pub(crate) fn load(
-    root: &Path,
-    dir: &Path,
-    identity: Option<String>,
-) -> Result<LoadedBundle, BundleError> {
+pub(crate) fn load(root: &Path, dir: &Path, identity: Option<String>) -> Result<LoadedBundle, BundleError> {
     let build_sh_path = in_root(root, &dir.join("build.sh"));
     let text = std::fs::read_to_string(&build_sh_path).or_else(|e| {
         err(format!(
@@ -39,10 +34,7 @@ pub(crate) fn load(
         ));
     };
     if modules.is_empty() {
-        return err(format!(
-            "bundle {}: build.sh lists no modules",
-            dir.display()
-        ));
+        return err(format!("bundle {}: build.sh lists no modules", dir.display()));
     }
     let env = export_lines(&text);
     let srcdir = env
@@ -66,21 +58,14 @@ pub(crate) fn load(
         })?;
         files.push(host);
         let script_s = script.to_string_lossy().into_owned();
-        let argv: Vec<&str> = if meta.permissions().mode() & 0o111 != 0 {
-            vec![&script_s]
-        } else {
-            vec!["/bin/sh", &script_s]
-        };
+        let argv: Vec<&str> =
+            if meta.permissions().mode() & 0o111 != 0 { vec![&script_s] } else { vec!["/bin/sh", &script_s] };
         out.push(Module {
             name: name.clone(),
-            steps: vec![
-                Step::Exec(ExecStep::new(&argv, dir)),
-                Step::Exec(ExecStep::ldconfig(true)),
-            ],
+            steps: vec![Step::Exec(ExecStep::new(&argv, dir)), Step::Exec(ExecStep::ldconfig(true))],
         });
     }
-    let identity =
-        identity.unwrap_or_else(|| identity_of(BundleKind::BuildStream, &modules, &files));
+    let identity = identity.unwrap_or_else(|| identity_of(BundleKind::BuildStream, &modules, &files));
     Ok(LoadedBundle {
         kind: BundleKind::BuildStream,
         identity,
@@ -99,10 +84,7 @@ mod tests {
     fn module_line_is_found() {
         let s = "set -eu\nfor module in base hello gcc-stage3 ; do\n  x\ndone\n";
         assert_eq!(module_list(s).unwrap(), vec!["base", "hello", "gcc-stage3"]);
-        assert_eq!(
-            module_list("for module in a b; do").unwrap(),
-            vec!["a", "b"]
-        );
+        assert_eq!(module_list("for module in a b; do").unwrap(), vec!["a", "b"]);
         assert!(module_list("echo hi").is_none());
     }
 }

@@ -15,11 +15,7 @@ fn machine(path: &Path) -> Option<u16> {
         return None;
     }
     let bytes = [head[18], head[19]];
-    Some(if head[5] == 2 {
-        u16::from_be_bytes(bytes)
-    } else {
-        u16::from_le_bytes(bytes)
-    })
+    Some(if head[5] == 2 { u16::from_be_bytes(bytes) } else { u16::from_le_bytes(bytes) })
 }
 
 pub(crate) fn machine_name(m: u16) -> &'static str {
@@ -66,13 +62,7 @@ pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> Option<PathBuf> {
             if target.is_absolute() {
                 cur = PathBuf::new();
             }
-            for part in target
-                .components()
-                .filter_map(normal)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-            {
+            for part in target.components().filter_map(normal).collect::<Vec<_>>().into_iter().rev() {
                 todo.push_front(part);
             }
         } else {
@@ -90,15 +80,8 @@ fn normal(c: Component<'_>) -> Option<OsString> {
     }
 }
 
-const PROBES: &[&str] = &[
-    "/bin/sh",
-    "/usr/bin/env",
-    "/bin/cp",
-    "/usr/bin/find",
-    "/bin/cpio",
-    "/tools/bin/sh",
-    "/tools/bin/bash",
-];
+const PROBES: &[&str] =
+    &["/bin/sh", "/usr/bin/env", "/bin/cp", "/usr/bin/find", "/bin/cpio", "/tools/bin/sh", "/tools/bin/bash"];
 
 /// Compare the ELF machine of a few programs of the root with the one this agent runs
 /// on. An error for a foreign architecture; warnings for what could not be checked.
@@ -148,10 +131,7 @@ mod tests {
         std::fs::write(r.join("usr/bin/dash"), b"x").unwrap();
         std::os::unix::fs::symlink("/usr/bin", r.join("bin")).unwrap();
         std::os::unix::fs::symlink("dash", r.join("usr/bin/sh")).unwrap();
-        assert_eq!(
-            resolve_in_root(r, Path::new("/bin/sh")).unwrap(),
-            r.join("usr/bin/dash")
-        );
+        assert_eq!(resolve_in_root(r, Path::new("/bin/sh")).unwrap(), r.join("usr/bin/dash"));
     }
 
     #[test]

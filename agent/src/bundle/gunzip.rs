@@ -24,10 +24,7 @@ pub struct GzDecoder<R: Read> {
 }
 
 fn corrupt(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("corrupt gzip data: {what}"),
-    )
+    io::Error::new(io::ErrorKind::InvalidData, format!("corrupt gzip data: {what}"))
 }
 
 impl<R: Read> GzDecoder<R> {
@@ -68,18 +65,13 @@ impl<R: Read> GzDecoder<R> {
     }
 
     fn need(&mut self) -> io::Result<u8> {
-        self.byte()?
-            .ok_or_else(|| corrupt("the file ends early (truncated?)"))
+        self.byte()?.ok_or_else(|| corrupt("the file ends early (truncated?)"))
     }
 
     /// Read a member header; `Ok(false)` at a clean end of file.
     fn header(&mut self, first: bool) -> io::Result<bool> {
         let Some(b0) = self.byte()? else {
-            return if first {
-                Err(corrupt("empty file"))
-            } else {
-                Ok(false)
-            };
+            return if first { Err(corrupt("empty file")) } else { Ok(false) };
         };
         let b1 = self.need()?;
         if b0 != 0x1f || b1 != 0x8b {
@@ -150,11 +142,7 @@ impl<R: Read> Read for GzDecoder<R> {
             }
             self.fill()?;
             let input = &self.buf[self.pos..self.len];
-            let flush = if self.eof {
-                MZFlush::Finish
-            } else {
-                MZFlush::None
-            };
+            let flush = if self.eof { MZFlush::Finish } else { MZFlush::None };
             let res = miniz_oxide::inflate::stream::inflate(&mut self.state, input, out, flush);
             self.pos += res.bytes_consumed;
             let produced = &out[..res.bytes_written];
@@ -175,9 +163,7 @@ impl<R: Read> Read for GzDecoder<R> {
                         return Err(corrupt("the file ends early (truncated?)"));
                     }
                 }
-                Err(MZError::Buf) if self.eof => {
-                    return Err(corrupt("the file ends early (truncated?)"))
-                }
+                Err(MZError::Buf) if self.eof => return Err(corrupt("the file ends early (truncated?)")),
                 Err(MZError::Buf) => {}
                 Err(_) => return Err(corrupt("invalid deflate data")),
             }
@@ -192,9 +178,7 @@ mod tests {
     #[test]
     fn rejects_garbage_and_truncation() {
         let mut v = Vec::new();
-        assert!(GzDecoder::new(&b"hello world, not gzip"[..])
-            .read_to_end(&mut v)
-            .is_err());
+        assert!(GzDecoder::new(&b"hello world, not gzip"[..]).read_to_end(&mut v).is_err());
         let mut g = crate::pack::gzip::ParallelGzip::new(Vec::new(), 6, 1);
         std::io::Write::write_all(&mut g, &vec![7u8; 300_000]).unwrap();
         let gz = g.finish().unwrap();
@@ -203,10 +187,7 @@ mod tests {
         assert_eq!(back.len(), 300_000);
         for cut in [5, 20, gz.len() / 2, gz.len() - 3] {
             let mut v = Vec::new();
-            assert!(
-                GzDecoder::new(&gz[..cut]).read_to_end(&mut v).is_err(),
-                "cut at {cut}"
-            );
+            assert!(GzDecoder::new(&gz[..cut]).read_to_end(&mut v).is_err(), "cut at {cut}");
         }
         let mut bad = gz.clone();
         let n = bad.len();

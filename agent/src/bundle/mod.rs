@@ -209,11 +209,7 @@ pub fn open(
 ) -> Result<Box<dyn Bundle>, BundleError> {
     let host = in_root(root, path);
     let meta = std::fs::metadata(&host).or_else(|e| {
-        err(format!(
-            "bundle {}: {}: give the path of a bundle tarball, folder or script",
-            path.display(),
-            e
-        ))
+        err(format!("bundle {}: {}: give the path of a bundle tarball, folder or script", path.display(), e))
     })?;
     let mut bundle = if meta.is_file() && targz::is_gzip(&host)? {
         targz::open(root, path, kind, work_dir)?
@@ -251,8 +247,7 @@ fn open_folder(
 ) -> Result<LoadedBundle, BundleError> {
     let host = in_root(root, dir);
     // A folder holding the bundle's single top folder (what a source bundle unpacks to).
-    if matches!(kind, BundleKind::Auto | BundleKind::BuildStream) && !host.join("build.sh").exists()
-    {
+    if matches!(kind, BundleKind::Auto | BundleKind::BuildStream) && !host.join("build.sh").exists() {
         if let Some(top) = single_subdir(&host) {
             if host.join(&top).join("build.sh").is_file() {
                 return buildstream::load(root, &dir.join(top), identity);
@@ -374,27 +369,14 @@ mod tests {
 
     #[test]
     fn in_root_maps_absolute_paths() {
-        assert_eq!(
-            in_root(Path::new("/tmp/r"), Path::new("/src/x")),
-            PathBuf::from("/tmp/r/src/x")
-        );
-        assert_eq!(
-            in_root(Path::new("/"), Path::new("/src/x")),
-            PathBuf::from("/src/x")
-        );
-        assert_eq!(
-            in_root(Path::new("/tmp/r"), Path::new("/")),
-            PathBuf::from("/tmp/r")
-        );
+        assert_eq!(in_root(Path::new("/tmp/r"), Path::new("/src/x")), PathBuf::from("/tmp/r/src/x"));
+        assert_eq!(in_root(Path::new("/"), Path::new("/src/x")), PathBuf::from("/src/x"));
+        assert_eq!(in_root(Path::new("/tmp/r"), Path::new("/")), PathBuf::from("/tmp/r"));
     }
 
     #[test]
     fn kinds_parse() {
         assert_eq!("morph".parse::<BundleKind>().unwrap(), BundleKind::Morph);
-        assert!("rpm"
-            .parse::<BundleKind>()
-            .unwrap_err()
-            .0
-            .contains("auto, buildstream"));
+        assert!("rpm".parse::<BundleKind>().unwrap_err().0.contains("auto, buildstream"));
     }
 }

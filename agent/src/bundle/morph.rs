@@ -4,8 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    err, export_lines, identity_of, in_root, BundleError, BundleKind, ExecStep, LoadedBundle,
-    Module, Step,
+    err, export_lines, identity_of, in_root, BundleError, BundleKind, ExecStep, LoadedBundle, Module, Step,
 };
 
 /// Chunk names in the order native-bootstrap builds them.
@@ -30,11 +29,7 @@ pub(crate) fn chunk_list(script: &str) -> Vec<String> {
 }
 
 /// `dir` holds `native-bootstrap` (the root `/` of a Morph tree).
-pub(crate) fn load(
-    root: &Path,
-    dir: &Path,
-    identity: Option<String>,
-) -> Result<LoadedBundle, BundleError> {
+pub(crate) fn load(root: &Path, dir: &Path, identity: Option<String>) -> Result<LoadedBundle, BundleError> {
     let script_path = dir.join("native-bootstrap");
     let host_script = in_root(root, &script_path);
     let text = std::fs::read_to_string(&host_script).or_else(|e| {
@@ -74,9 +69,7 @@ pub(crate) fn load(
         files.push(host);
         let inst = PathBuf::from(format!("/{name}.inst"));
         let mut build = ExecStep::new(&[&script.to_string_lossy()], "/");
-        build
-            .env
-            .push(("DESTDIR".into(), inst.to_string_lossy().into_owned()));
+        build.env.push(("DESTDIR".into(), inst.to_string_lossy().into_owned()));
         let install = ExecStep::new(&["/bin/sh", "-c", "find . | cpio -umdp /"], &inst);
         // native-bootstrap removes /N.inst only when /N.inst/N.build exists; a resumed run
         // must start clean whatever was left, so it is always removed.
@@ -93,14 +86,7 @@ pub(crate) fn load(
         locations.push(inst);
     }
     let identity = identity.unwrap_or_else(|| identity_of(BundleKind::Morph, &chunks, &files));
-    Ok(LoadedBundle {
-        kind: BundleKind::Morph,
-        identity,
-        modules,
-        env,
-        locations,
-        warnings: Vec::new(),
-    })
+    Ok(LoadedBundle { kind: BundleKind::Morph, identity, modules, env, locations, warnings: Vec::new() })
 }
 
 #[cfg(test)]

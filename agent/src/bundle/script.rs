@@ -4,9 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::{
-    err, identity_of, in_root, BundleError, BundleKind, ExecStep, LoadedBundle, Module, Step,
-};
+use super::{err, identity_of, in_root, BundleError, BundleKind, ExecStep, LoadedBundle, Module, Step};
 
 /// `NN-name.sh` → (NN, name).
 fn numbered(file: &str) -> Option<(u64, String)> {
@@ -20,23 +18,14 @@ fn numbered(file: &str) -> Option<(u64, String)> {
 
 pub(crate) fn has_numbered_scripts(host_dir: &Path) -> bool {
     std::fs::read_dir(host_dir)
-        .map(|rd| {
-            rd.filter_map(|e| e.ok())
-                .any(|e| numbered(&e.file_name().to_string_lossy()).is_some())
-        })
+        .map(|rd| rd.filter_map(|e| e.ok()).any(|e| numbered(&e.file_name().to_string_lossy()).is_some()))
         .unwrap_or(false)
 }
 
 fn exec_for(host: &Path, script: &Path) -> ExecStep {
     let s = script.to_string_lossy().into_owned();
-    let executable = std::fs::metadata(host)
-        .map(|m| m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false);
-    let argv: Vec<&str> = if executable {
-        vec![&s]
-    } else {
-        vec!["/bin/sh", &s]
-    };
+    let executable = std::fs::metadata(host).map(|m| m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    let argv: Vec<&str> = if executable { vec![&s] } else { vec!["/bin/sh", &s] };
     ExecStep::new(&argv, script.parent().unwrap_or(Path::new("/")))
 }
 
@@ -45,8 +34,7 @@ pub(crate) fn load(root: &Path, path: &Path) -> Result<LoadedBundle, BundleError
     let mut modules = Vec::new();
     let mut files = Vec::new();
     if host.is_dir() {
-        let rd =
-            std::fs::read_dir(&host).or_else(|e| err(format!("bundle {}: {e}", path.display())))?;
+        let rd = std::fs::read_dir(&host).or_else(|e| err(format!("bundle {}: {e}", path.display())))?;
         let mut scripts: Vec<(u64, String, String)> = rd
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -56,24 +44,15 @@ pub(crate) fn load(root: &Path, path: &Path) -> Result<LoadedBundle, BundleError
             .collect();
         scripts.sort();
         if scripts.is_empty() {
-            return err(format!(
-                "bundle {}: no `NN-name.sh` script in this folder",
-                path.display()
-            ));
+            return err(format!("bundle {}: no `NN-name.sh` script in this folder", path.display()));
         }
         for (_, file, name) in scripts {
             if modules.iter().any(|m: &Module| m.name == name) {
-                return err(format!(
-                    "bundle {}: two scripts are named {name}: rename one",
-                    path.display()
-                ));
+                return err(format!("bundle {}: two scripts are named {name}: rename one", path.display()));
             }
             let script = path.join(&file);
             let h = host.join(&file);
-            modules.push(Module {
-                name,
-                steps: vec![Step::Exec(exec_for(&h, &script))],
-            });
+            modules.push(Module { name, steps: vec![Step::Exec(exec_for(&h, &script))] });
             files.push(h);
         }
     } else {
@@ -82,10 +61,7 @@ pub(crate) fn load(root: &Path, path: &Path) -> Result<LoadedBundle, BundleError
             .map(|n| n.to_string_lossy().trim_end_matches(".sh").to_string())
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| "script".into());
-        modules.push(Module {
-            name,
-            steps: vec![Step::Exec(exec_for(&host, path))],
-        });
+        modules.push(Module { name, steps: vec![Step::Exec(exec_for(&host, path))] });
         files.push(host.clone());
     }
     let names: Vec<String> = modules.iter().map(|m| m.name.clone()).collect();
@@ -106,10 +82,7 @@ mod tests {
     #[test]
     fn numbered_names() {
         assert_eq!(numbered("01-base.sh"), Some((1, "base".into())));
-        assert_eq!(
-            numbered("10-gcc-stage3.sh"),
-            Some((10, "gcc-stage3".into()))
-        );
+        assert_eq!(numbered("10-gcc-stage3.sh"), Some((10, "gcc-stage3".into())));
         assert_eq!(numbered("base.sh"), None);
         assert_eq!(numbered("01-base.txt"), None);
     }

@@ -20,9 +20,7 @@ fn sha256_file(host: &Path, shown: &Path) -> Result<String, BundleError> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let n = f
-            .read(&mut buf)
-            .or_else(|e| err(format!("bundle {}: read error: {e}", shown.display())))?;
+        let n = f.read(&mut buf).or_else(|e| err(format!("bundle {}: read error: {e}", shown.display())))?;
         if n == 0 {
             break;
         }
@@ -32,9 +30,7 @@ fn sha256_file(host: &Path, shown: &Path) -> Result<String, BundleError> {
 }
 
 fn archive(host: &Path) -> std::io::Result<tar::Archive<GzDecoder<BufReader<File>>>> {
-    Ok(tar::Archive::new(GzDecoder::new(BufReader::new(
-        File::open(host)?,
-    ))))
+    Ok(tar::Archive::new(GzDecoder::new(BufReader::new(File::open(host)?))))
 }
 
 enum Found {
@@ -44,8 +40,7 @@ enum Found {
 
 /// Look at the entry names: `TOP/build.sh` or `native-bootstrap`.
 fn scan(host: &Path, shown: &Path) -> Result<Found, BundleError> {
-    let corrupt =
-        |e: std::io::Error| BundleError(format!("bundle {}: corrupt tar.gz: {e}", shown.display()));
+    let corrupt = |e: std::io::Error| BundleError(format!("bundle {}: corrupt tar.gz: {e}", shown.display()));
     let mut ar = archive(host).map_err(corrupt)?;
     let mut count = 0usize;
     for entry in ar.entries().map_err(corrupt)? {
@@ -68,10 +63,7 @@ fn scan(host: &Path, shown: &Path) -> Result<Found, BundleError> {
         }
     }
     if count == 0 {
-        return err(format!(
-            "bundle {}: the tarball is empty or not a tar archive",
-            shown.display()
-        ));
+        return err(format!("bundle {}: the tarball is empty or not a tar archive", shown.display()));
     }
     err(format!(
         "bundle {}: the tarball is not a bundle: expected TOP/build.sh with a `for module in` line \
@@ -82,11 +74,7 @@ fn scan(host: &Path, shown: &Path) -> Result<Found, BundleError> {
 
 fn unpack(host: &Path, shown: &Path, dest: &Path, ownership: bool) -> Result<(), BundleError> {
     let fail = |e: std::io::Error| {
-        BundleError(format!(
-            "bundle {}: cannot unpack into {}: {e}",
-            shown.display(),
-            dest.display()
-        ))
+        BundleError(format!("bundle {}: cannot unpack into {}: {e}", shown.display(), dest.display()))
     };
     std::fs::create_dir_all(dest).map_err(fail)?;
     let mut ar = archive(host).map_err(fail)?;
@@ -129,12 +117,7 @@ pub(crate) fn open(
                 let _ = std::fs::remove_dir_all(host_work.join(&top));
                 unpack(&host, path, &host_work, false)?;
             }
-            open_folder(
-                root,
-                &work_dir.join(&top),
-                BundleKind::BuildStream,
-                Some(identity),
-            )?
+            open_folder(root, &work_dir.join(&top), BundleKind::BuildStream, Some(identity))?
         }
         Found::Morph => {
             // Unpacked once only: a later boot must not put the cross-built files back

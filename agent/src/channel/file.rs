@@ -14,11 +14,9 @@ pub struct FileTransport {
 
 impl FileTransport {
     pub fn open(path: &Path) -> io::Result<FileTransport> {
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot open channel file {}: {e}", path.display())))?;
+        let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot open channel file {}: {e}", path.display()))
+        })?;
         Ok(FileTransport { path: path.to_path_buf(), file })
     }
 }

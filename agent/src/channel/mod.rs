@@ -28,7 +28,9 @@ pub fn open(spec: &ChannelSpec) -> io::Result<Box<dyn Transport>> {
         ChannelSpec::Serial { device, baud, flow, one_way } => {
             Box::new(serial::TtyTransport::open_serial(device, *baud, *flow, *one_way)?)
         }
-        ChannelSpec::Console { device, one_way } => Box::new(serial::TtyTransport::open_console(device, *one_way)?),
+        ChannelSpec::Console { device, one_way } => {
+            Box::new(serial::TtyTransport::open_console(device, *one_way)?)
+        }
         ChannelSpec::Tcp { host, port } => Box::new(tcp::TcpTransport::connect(host, *port, TCP_PATIENCE)?),
         ChannelSpec::File { path } => Box::new(file::FileTransport::open(path)?),
     })

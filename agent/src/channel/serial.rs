@@ -22,7 +22,9 @@ pub struct TtyTransport {
 }
 
 fn open_rw(device: &Path) -> io::Result<File> {
-    open_rw_errno(device).map_err(|e| io::Error::new(io::Error::from(e).kind(), format!("cannot open {}: {e}", device.display())))?
+    open_rw_errno(device).map_err(|e| {
+        io::Error::new(io::Error::from(e).kind(), format!("cannot open {}: {e}", device.display()))
+    })?
 }
 
 fn open_rw_errno(device: &Path) -> Result<io::Result<File>, rustix::io::Errno> {
@@ -49,10 +51,17 @@ fn open_rw_waiting(device: &Path) -> io::Result<File> {
     let start = std::time::Instant::now();
     loop {
         match open_rw_errno(device) {
-            Err(Errno::NOENT | Errno::NXIO | Errno::NODEV) if device.starts_with("/dev") && start.elapsed() < DEVICE_PATIENCE => {
+            Err(Errno::NOENT | Errno::NXIO | Errno::NODEV)
+                if device.starts_with("/dev") && start.elapsed() < DEVICE_PATIENCE =>
+            {
                 std::thread::sleep(Duration::from_millis(100));
             }
-            Err(e) => return Err(io::Error::new(io::Error::from(e).kind(), format!("cannot open {}: {e}", device.display()))),
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::Error::from(e).kind(),
+                    format!("cannot open {}: {e}", device.display()),
+                ))
+            }
             Ok(file) => return file,
         }
     }
@@ -69,7 +78,10 @@ fn is_virtio_port(device: &Path) -> bool {
 
 fn not_a_tty(device: &Path, e: rustix::io::Errno) -> io::Error {
     let name = if e == rustix::io::Errno::NOTTY { "ENOTTY".to_string() } else { e.to_string() };
-    io::Error::new(io::ErrorKind::InvalidInput, format!("{} is not a serial device (tcgetattr: {name})", device.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{} is not a serial device (tcgetattr: {name})", device.display()),
+    )
 }
 
 impl TtyTransport {
@@ -80,13 +92,20 @@ impl TtyTransport {
             Ok(t) => t,
             Err(rustix::io::Errno::NOTTY) if is_virtio_port(device) => {
                 // No line settings to make: bytes pass as they are, both ways.
-                return Ok(TtyTransport { file, describe: format!("serial:{} (virtio port)", device.display()), baud: None, two_way: !one_way, original: None });
+                return Ok(TtyTransport {
+                    file,
+                    describe: format!("serial:{} (virtio port)", device.display()),
+                    baud: None,
+                    two_way: !one_way,
+                    original: None,
+                });
             }
             Err(e) => return Err(not_a_tty(device, e)),
         };
         let mut t = original.clone();
         t.make_raw();
-        t.control_modes -= ControlModes::CSIZE | ControlModes::CSTOPB | ControlModes::PARENB | ControlModes::CRTSCTS;
+        t.control_modes -=
+            ControlModes::CSIZE | ControlModes::CSTOPB | ControlModes::PARENB | ControlModes::CRTSCTS;
         t.control_modes |= ControlModes::CS8 | ControlModes::CREAD | ControlModes::CLOCAL;
         if flow == Flow::RtsCts {
             t.control_modes |= ControlModes::CRTSCTS;
@@ -94,10 +113,14 @@ impl TtyTransport {
         t.special_codes[SpecialCodeIndex::VMIN] = 1;
         t.special_codes[SpecialCodeIndex::VTIME] = 0;
         t.set_speed(baud).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidInput, format!("{}: baud rate {baud} not supported: {e}", device.display()))
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{}: baud rate {baud} not supported: {e}", device.display()),
+            )
         })?;
-        termios::tcsetattr(&file, OptionalActions::Now, &t)
-            .map_err(|e| io::Error::other(format!("{}: setting {baud} baud, raw mode: {e}", device.display())))?;
+        termios::tcsetattr(&file, OptionalActions::Now, &t).map_err(|e| {
+            io::Error::other(format!("{}: setting {baud} baud, raw mode: {e}", device.display()))
+        })?;
         let _ = termios::tcflush(&file, termios::QueueSelector::IFlush);
         let mut describe = format!("serial:{},{baud}", device.display());
         if flow == Flow::RtsCts {
@@ -192,7 +215,8 @@ mod tests {
         assert_eq!(rc, 0, "openpty: {}", io::Error::last_os_error());
         // SAFETY: both fds were just returned by openpty and are owned here.
         let (master, slave) = unsafe { (OwnedFd::from_raw_fd(master), OwnedFd::from_raw_fd(slave)) };
-        let path = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&slave))).unwrap();
+        let path =
+            std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&slave))).unwrap();
         std::mem::forget(slave); // keep the slave open so the line stays up
         (File::from(master), path)
     }
@@ -236,7 +260,9 @@ mod tests {
     fn a_file_that_is_not_a_tty_is_refused_clearly() {
         let e = TtyTransport::open_serial(Path::new("/dev/null"), 115_200, Flow::None, false).err().unwrap();
         assert_eq!(e.to_string(), "/dev/null is not a serial device (tcgetattr: ENOTTY)");
-        let e = TtyTransport::open_serial(Path::new("/nonexistent/ttyS9"), 115_200, Flow::None, false).err().unwrap();
+        let e = TtyTransport::open_serial(Path::new("/nonexistent/ttyS9"), 115_200, Flow::None, false)
+            .err()
+            .unwrap();
         assert!(e.to_string().contains("cannot open /nonexistent/ttyS9"), "{e}");
     }
 

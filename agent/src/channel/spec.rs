@@ -169,7 +169,12 @@ mod tests {
         }
         assert_eq!(
             p("serial:/dev/ttyS1"),
-            ChannelSpec::Serial { device: "/dev/ttyS1".into(), baud: 115200, flow: Flow::None, one_way: false }
+            ChannelSpec::Serial {
+                device: "/dev/ttyS1".into(),
+                baud: 115200,
+                flow: Flow::None,
+                one_way: false
+            }
         );
         assert_eq!(p("console"), ChannelSpec::default());
     }

@@ -79,7 +79,10 @@ impl Transport for TcpTransport {
             return Ok(0);
         }
         match self.stream.read(buf) {
-            Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} closed the connection", self.describe()))),
+            Ok(0) => Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} closed the connection", self.describe()),
+            )),
             Ok(n) => Ok(n),
             Err(e) if matches!(e.kind(), io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock) => Ok(0),
             Err(e) => Err(e),

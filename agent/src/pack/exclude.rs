@@ -31,24 +31,17 @@ impl Default for Excludes {
 
 fn normalize(p: &str) -> String {
     let trimmed = p.trim().trim_end_matches('/');
-    let segs: Vec<&str> = trimmed
-        .split('/')
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect();
+    let segs: Vec<&str> = trimmed.split('/').filter(|s| !s.is_empty() && *s != ".").collect();
     format!("/{}", segs.join("/"))
 }
 
 impl Excludes {
     pub fn defaults() -> Excludes {
-        Excludes {
-            patterns: DEFAULT_EXCLUDES.iter().map(|s| s.to_string()).collect(),
-        }
+        Excludes { patterns: DEFAULT_EXCLUDES.iter().map(|s| s.to_string()).collect() }
     }
 
     pub fn none() -> Excludes {
-        Excludes {
-            patterns: Vec::new(),
-        }
+        Excludes { patterns: Vec::new() }
     }
 
     pub fn add(&mut self, pattern: &str) {
@@ -72,17 +65,9 @@ impl Excludes {
 
     /// `path` is absolute inside the tree: `/usr/bin/gcc`.
     pub fn is_excluded(&self, path: &str) -> bool {
-        let segs: Vec<&[u8]> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(str::as_bytes)
-            .collect();
+        let segs: Vec<&[u8]> = path.split('/').filter(|s| !s.is_empty()).map(str::as_bytes).collect();
         self.patterns.iter().any(|pat| {
-            let psegs: Vec<&[u8]> = pat
-                .split('/')
-                .filter(|s| !s.is_empty())
-                .map(str::as_bytes)
-                .collect();
+            let psegs: Vec<&[u8]> = pat.split('/').filter(|s| !s.is_empty()).map(str::as_bytes).collect();
             psegs.len() <= segs.len() && psegs.iter().zip(&segs).all(|(p, s)| glob(p, s))
         })
     }

@@ -81,16 +81,13 @@ impl<W: Write> ParallelGzip<W> {
     }
 
     fn sink(&mut self) -> &mut W {
-        self.out
-            .as_mut()
-            .expect("the writer is only taken by finish")
+        self.out.as_mut().expect("the writer is only taken by finish")
     }
 
     fn write_header(&mut self) -> io::Result<()> {
         if !self.header_written {
             // No name, no mtime (deterministic), XFL 0, OS 3 (Unix).
-            self.sink()
-                .write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])?;
+            self.sink().write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3])?;
             self.header_written = true;
         }
         Ok(())
@@ -101,11 +98,7 @@ impl<W: Write> ParallelGzip<W> {
             self.collect_one()?;
         }
         let data = std::mem::replace(&mut self.block, Vec::with_capacity(BLOCK_SIZE));
-        let job = Job {
-            seq: self.next_seq,
-            data,
-            last,
-        };
+        let job = Job { seq: self.next_seq, data, last };
         self.next_seq += 1;
         self.in_flight += 1;
         self.jobs
@@ -120,10 +113,8 @@ impl<W: Write> ParallelGzip<W> {
     }
 
     fn collect_one(&mut self) -> io::Result<()> {
-        let (seq, res) = self
-            .done
-            .recv()
-            .map_err(|_| io::Error::other("gzip: compression threads stopped"))?;
+        let (seq, res) =
+            self.done.recv().map_err(|_| io::Error::other("gzip: compression threads stopped"))?;
         self.accept(seq, res)
     }
 
@@ -206,11 +197,7 @@ fn worker(flags: u32, jobs: &Mutex<Receiver<Job>>, done: &mpsc::Sender<Done>) {
 }
 
 fn deflate_block(comp: &mut CompressorOxide, input: &[u8], last: bool) -> io::Result<Vec<u8>> {
-    let flush = if last {
-        TDEFLFlush::Finish
-    } else {
-        TDEFLFlush::Sync
-    };
+    let flush = if last { TDEFLFlush::Finish } else { TDEFLFlush::Sync };
     let mut out = vec![0u8; input.len() + input.len() / 8 + 1024];
     let mut in_pos = 0;
     let mut out_pos = 0;
@@ -294,9 +281,7 @@ mod tests {
         let data = sample(BLOCK_SIZE * 2 + 5);
         for level in [0, 1, 9] {
             let mut back = Vec::new();
-            GzDecoder::new(&gz(&data, level, 2)[..])
-                .read_to_end(&mut back)
-                .unwrap();
+            GzDecoder::new(&gz(&data, level, 2)[..]).read_to_end(&mut back).unwrap();
             assert_eq!(back, data);
         }
     }

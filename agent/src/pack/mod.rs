@@ -42,10 +42,7 @@ pub struct GzipOptions {
 
 impl Default for GzipOptions {
     fn default() -> GzipOptions {
-        GzipOptions {
-            level: 6,
-            threads: 0,
-        }
+        GzipOptions { level: 6, threads: 0 }
     }
 }
 
@@ -178,11 +175,8 @@ impl Walker<'_> {
     /// `rel` is the entry's path inside the tree, without the leading `/` ("" for the root).
     fn entry(&mut self, out: &mut dyn Write, rel: &[u8]) -> Result<(), Fail> {
         self.link_pending = None;
-        let host = if rel.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(std::ffi::OsStr::from_bytes(rel))
-        };
+        let host =
+            if rel.is_empty() { self.root.clone() } else { self.root.join(std::ffi::OsStr::from_bytes(rel)) };
         let shown = format!("/{}", String::from_utf8_lossy(rel));
         let meta = match fs::symlink_metadata(&host) {
             Ok(m) => m,
@@ -233,8 +227,7 @@ impl Walker<'_> {
             e.kind = tarball::DIR;
             tarball::write_header(out, &e)?;
             self.entries += 1;
-            let rd = fs::read_dir(&host)
-                .map_err(|err| Fail::Tree(format!("cannot list {shown}: {err}")))?;
+            let rd = fs::read_dir(&host).map_err(|err| Fail::Tree(format!("cannot list {shown}: {err}")))?;
             let mut children: Vec<OsString> = Vec::new();
             for ent in rd {
                 let ent = ent.map_err(|err| Fail::Tree(format!("cannot list {shown}: {err}")))?;
@@ -262,11 +255,7 @@ impl Walker<'_> {
             tarball::write_header(out, &e)?;
             self.written(&name);
         } else if ft.is_char_device() || ft.is_block_device() {
-            e.kind = if ft.is_char_device() {
-                tarball::CHAR
-            } else {
-                tarball::BLOCKDEV
-            };
+            e.kind = if ft.is_char_device() { tarball::CHAR } else { tarball::BLOCKDEV };
             let rdev = meta.rdev();
             e.dev = Some((libc::major(rdev) as u64, libc::minor(rdev) as u64));
             tarball::write_header(out, &e)?;
@@ -297,9 +286,7 @@ impl Walker<'_> {
                     Err(err) => return Err(Fail::Tree(format!("cannot read {shown}: {err}"))),
                 };
                 if n == 0 {
-                    self.warn(format!(
-                        "{shown} shrank while packing: padded with zeros to {size} bytes"
-                    ));
+                    self.warn(format!("{shown} shrank while packing: padded with zeros to {size} bytes"));
                     let zeros = [0u8; 8192];
                     while left > 0 {
                         let k = left.min(zeros.len() as u64) as usize;
@@ -343,8 +330,7 @@ pub fn pack(
             if let Some(dir) = p.parent() {
                 let _ = fs::create_dir_all(dir);
             }
-            let f = File::create(p)
-                .map_err(|e| PackError(format!("keep_copy {}: {e}", p.display())))?;
+            let f = File::create(p).map_err(|e| PackError(format!("keep_copy {}: {e}", p.display())))?;
             Some((f, p.clone()))
         }
         None => None,
@@ -352,18 +338,9 @@ pub fn pack(
     let root_meta = fs::metadata(&opts.root)
         .map_err(|e| PackError(format!("cannot pack {}: {e}", opts.root.display())))?;
     if !root_meta.is_dir() {
-        return Err(PackError(format!(
-            "cannot pack {}: not a folder",
-            opts.root.display()
-        )));
+        return Err(PackError(format!("cannot pack {}: not a folder", opts.root.display())));
     }
-    let mut sink = Sink {
-        out,
-        copy,
-        sha: Sha256::new(),
-        written: 0,
-        copy_error: None,
-    };
+    let mut sink = Sink { out, copy, sha: Sha256::new(), written: 0, copy_error: None };
     let counter = std::cell::Cell::new(0u64);
     let result = {
         let archive_bytes = || counter.get();
@@ -384,36 +361,20 @@ pub fn pack(
         };
         let res = match &opts.gzip {
             None => {
-                let mut w = BufWriter::with_capacity(
-                    64 * 1024,
-                    CountingRef {
-                        inner: &mut sink,
-                        counter: &counter,
-                    },
-                );
-                let r = walker
-                    .entry(&mut w, b"")
-                    .and_then(|_| tarball::finish(&mut w).map_err(Fail::Out));
+                let mut w =
+                    BufWriter::with_capacity(64 * 1024, CountingRef { inner: &mut sink, counter: &counter });
+                let r = walker.entry(&mut w, b"").and_then(|_| tarball::finish(&mut w).map_err(Fail::Out));
                 r.and_then(|_| w.flush().map_err(Fail::Out))
             }
             Some(g) => {
-                let threads = if g.threads == 0 {
-                    usable_cpus()
-                } else {
-                    g.threads
-                };
+                let threads = if g.threads == 0 { usable_cpus() } else { g.threads };
                 let gz = gzip::ParallelGzip::new(
-                    CountingRef {
-                        inner: &mut sink,
-                        counter: &counter,
-                    },
+                    CountingRef { inner: &mut sink, counter: &counter },
                     g.level,
                     threads,
                 );
                 let mut w = BufWriter::with_capacity(64 * 1024, gz);
-                let r = walker
-                    .entry(&mut w, b"")
-                    .and_then(|_| tarball::finish(&mut w).map_err(Fail::Out));
+                let r = walker.entry(&mut w, b"").and_then(|_| tarball::finish(&mut w).map_err(Fail::Out));
                 r.and_then(|_| {
                     let gz = w.into_inner().map_err(|e| Fail::Out(e.into_error()))?;
                     gz.finish().map(|_| ()).map_err(Fail::Out)
@@ -436,8 +397,7 @@ pub fn pack(
         },
     })?;
     if let Some((f, p)) = &sink.copy {
-        f.sync_all()
-            .map_err(|e| PackError(format!("keep_copy {}: {e}", p.display())))?;
+        f.sync_all().map_err(|e| PackError(format!("keep_copy {}: {e}", p.display())))?;
     }
     progress(tree_bytes, sink.written);
     Ok(PackReport {

@@ -69,14 +69,7 @@ fn raw_header(name: &[u8], kind: u8, e: &Entry<'_>, size: u64, link: &[u8]) -> [
 }
 
 fn long(out: &mut dyn Write, kind: u8, e: &Entry<'_>, value: &[u8]) -> io::Result<u64> {
-    let meta = Entry {
-        mode: 0o644,
-        uid: 0,
-        gid: 0,
-        mtime: 0,
-        dev: None,
-        ..*e
-    };
+    let meta = Entry { mode: 0o644, uid: 0, gid: 0, mtime: 0, dev: None, ..*e };
     let h = raw_header(b"././@LongLink", kind, &meta, value.len() as u64 + 1, b"");
     out.write_all(&h)?;
     out.write_all(value)?;
@@ -124,10 +117,7 @@ mod tests {
         assert_eq!(&f, b"0000755\0");
         numeric(&mut f, 1 << 30);
         assert_eq!(f[0], 0x80);
-        assert_eq!(
-            u64::from_be_bytes([0, f[1], f[2], f[3], f[4], f[5], f[6], f[7]]),
-            1 << 30
-        );
+        assert_eq!(u64::from_be_bytes([0, f[1], f[2], f[3], f[4], f[5], f[6], f[7]]), 1 << 30);
         let mut s = [0u8; 12];
         numeric(&mut s, (8 << 30) - 1);
         assert_eq!(&s, b"77777777777\0");

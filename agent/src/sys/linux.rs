@@ -5,9 +5,9 @@ use super::{RebootKind, Sys};
 use std::ffi::CString;
 use std::io;
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
 /// The running Linux system.
@@ -15,16 +15,22 @@ use std::path::Path;
 pub struct LinuxSys;
 
 fn cstring(s: &str) -> io::Result<CString> {
-    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{s:?} contains a NUL byte")))
+    CString::new(s)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{s:?} contains a NUL byte")))
 }
 
 fn cpath(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("{} contains a NUL byte", p.display())))
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| {
+        io::Error::new(io::ErrorKind::InvalidInput, format!("{} contains a NUL byte", p.display()))
+    })
 }
 
 fn check(ret: libc::c_int) -> io::Result<()> {
-    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }
 
 /// `struct ifreq`: the name, then a union of at most 24 bytes (`struct ifmap` on 64-bit).
@@ -105,12 +111,21 @@ fn ifreq_ioctl(request: libc::c_ulong, req: &mut IfReq) -> io::Result<()> {
 }
 
 impl Sys for LinuxSys {
-    fn mount(&self, source: &str, target: &Path, fstype: &str, flags: u64, data: Option<&str>) -> io::Result<()> {
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: u64,
+        data: Option<&str>,
+    ) -> io::Result<()> {
         let (source, target, fstype) = (cstring(source)?, cpath(target)?, cstring(fstype)?);
         let data = data.map(cstring).transpose()?;
         let data_ptr = data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr() as *const libc::c_void);
         // SAFETY: all pointers are NUL-terminated strings that outlive the call.
-        check(unsafe { libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags as libc::c_ulong, data_ptr) })
+        check(unsafe {
+            libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags as libc::c_ulong, data_ptr)
+        })
     }
 
     fn remount(&self, target: &Path, flags: u64, data: Option<&str>) -> io::Result<()> {

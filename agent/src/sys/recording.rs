@@ -105,7 +105,14 @@ fn flags_str(flags: u64) -> String {
 }
 
 impl Sys for RecordingSys {
-    fn mount(&self, source: &str, target: &Path, fstype: &str, flags: u64, data: Option<&str>) -> io::Result<()> {
+    fn mount(
+        &self,
+        source: &str,
+        target: &Path,
+        fstype: &str,
+        flags: u64,
+        data: Option<&str>,
+    ) -> io::Result<()> {
         self.record(format!(
             "mount {fstype} {} source={source} flags={} data={}",
             target.display(),
@@ -115,7 +122,12 @@ impl Sys for RecordingSys {
     }
 
     fn remount(&self, target: &Path, flags: u64, data: Option<&str>) -> io::Result<()> {
-        self.record(format!("remount {} flags={} data={}", target.display(), flags_str(flags), data.unwrap_or("-")))
+        self.record(format!(
+            "remount {} flags={} data={}",
+            target.display(),
+            flags_str(flags),
+            data.unwrap_or("-")
+        ))
     }
 
     fn umount(&self, target: &Path) -> io::Result<()> {
@@ -148,11 +160,7 @@ impl Sys for RecordingSys {
 
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.scripted_failure(&format!("read {}", path.display()))?;
-        self.lock()
-            .files
-            .get(path)
-            .cloned()
-            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+        self.lock().files.get(path).cloned().ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
     }
 
     fn list_dir(&self, path: &Path) -> io::Result<Vec<String>> {

@@ -85,7 +85,8 @@ fn now_unix() -> u64 {
 impl Demux {
     /// A demux writing into `out`; `state` from an earlier interrupted run resumes it.
     pub fn new(out: &Path, console_name: &str, state: Option<DemuxState>) -> Result<Demux> {
-        std::fs::create_dir_all(out.join(LOGS)).with_context(|| format!("cannot create {}", out.display()))?;
+        std::fs::create_dir_all(out.join(LOGS))
+            .with_context(|| format!("cannot create {}", out.display()))?;
         let mut state = state.unwrap_or_default();
         state.session_index = state.session_index.max(1);
         let report = state.report.get_or_insert_with(|| Report::new(now_unix()));
@@ -118,7 +119,8 @@ impl Demux {
             return Ok(None);
         }
         sessions.sort();
-        let old: Option<Report> = std::fs::read(out.join(REPORT)).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let old: Option<Report> =
+            std::fs::read(out.join(REPORT)).ok().and_then(|b| serde_json::from_slice(&b).ok());
         let mut d = Demux::new(out, console_name, None)?;
         d.replaying = true;
         for (n, path) in &sessions {
@@ -142,7 +144,10 @@ impl Demux {
         }
         // A file that ended before the stop: finish (or re-find) it now, since the receiver
         // will not announce its end again.
-        let file_streams: Vec<(u32, String)> = d.state.streams.iter()
+        let file_streams: Vec<(u32, String)> = d
+            .state
+            .streams
+            .iter()
             .filter(|(_, s)| matches!(s.kind, StreamKind::File { .. }) && s.ended.is_some())
             .map(|(id, s)| (*id, s.path.clone()))
             .collect();
@@ -150,10 +155,13 @@ impl Demux {
             let final_name = partial.trim_end_matches(".partial").to_string();
             if out.join(&partial).exists() {
                 d.try_finish_file(id, &mut Vec::new())?;
-            } else if let (true, Some((_, size, sha))) = (out.join(&final_name).exists(), d.state.file_complete.get(&id).cloned()) {
+            } else if let (true, Some((_, size, sha))) =
+                (out.join(&final_name).exists(), d.state.file_complete.get(&id).cloned())
+            {
                 let (disk_sha, disk_len) = crate::util::sha256_file(&out.join(&final_name))?;
                 if disk_sha.eq_ignore_ascii_case(&sha) && disk_len == size {
-                    d.report_mut().sysroot = Some(SysrootRecord { file: final_name, sha256: disk_sha, size: disk_len });
+                    d.report_mut().sysroot =
+                        Some(SysrootRecord { file: final_name, sha256: disk_sha, size: disk_len });
                 }
             }
         }
@@ -182,7 +190,11 @@ impl Demux {
             // A verified file has already lost its `.partial`.
             self.state.streams.get(&stream).map(|s| self.out.join(&s.path)).map(|p| {
                 let done = PathBuf::from(p.to_string_lossy().trim_end_matches(".partial"));
-                if !p.exists() && done.exists() { done } else { p }
+                if !p.exists() && done.exists() {
+                    done
+                } else {
+                    p
+                }
             })
         };
         match path.filter(|p| p.exists()) {
@@ -243,7 +255,10 @@ impl Demux {
         if !over || self.verification_failed() {
             return over;
         }
-        let logs_done = self.state.streams.values()
+        let logs_done = self
+            .state
+            .streams
+            .values()
             .all(|s| s.ended.is_some() || matches!(s.kind, StreamKind::File { .. }));
         logs_done || self.over_since.is_some_and(|t| t.elapsed() >= LOG_GRACE)
     }
@@ -265,8 +280,13 @@ impl Demux {
             Incoming::Console(bytes) => {
                 if self.console.is_none() {
                     let p = self.out.join(&self.console_name);
-                    self.console = Some(std::fs::OpenOptions::new().create(true).append(true).open(&p)
-                        .with_context(|| format!("cannot write {}", p.display()))?);
+                    self.console = Some(
+                        std::fs::OpenOptions::new()
+                            .create(true)
+                            .append(true)
+                            .open(&p)
+                            .with_context(|| format!("cannot write {}", p.display()))?,
+                    );
                 }
                 self.console.as_mut().expect("opened").write_all(&bytes)?;
             }
@@ -280,15 +300,25 @@ impl Demux {
             }
             Incoming::Rejected { reason, count } => {
                 self.state.rejected += count as u64;
-                notices.push(Notice::Rejected(if count > 1 { format!("{reason} (x{count})") } else { reason }));
+                notices.push(Notice::Rejected(if count > 1 {
+                    format!("{reason} (x{count})")
+                } else {
+                    reason
+                }));
             }
             Incoming::Data { stream: 0, offset, bytes } => {
                 if offset != self.state.events_offset {
-                    anyhow::bail!("events stream out of order (offset {offset}, expected {})", self.state.events_offset);
+                    anyhow::bail!(
+                        "events stream out of order (offset {offset}, expected {})",
+                        self.state.events_offset
+                    );
                 }
                 if !self.replaying {
                     let p = self.events_path();
-                    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&p)
+                    let mut f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&p)
                         .with_context(|| format!("cannot write {}", p.display()))?;
                     f.write_all(&bytes)?;
                 }
@@ -329,12 +359,18 @@ impl Demux {
                 let path = match kind {
                     StreamKind::AgentLog => "agent.log".to_string(),
                     StreamKind::ModuleLog { module } => {
-                        let n = self.report().modules.iter().find(|m| &m.name == module).map(|m| m.index + 1)
+                        let n = self
+                            .report()
+                            .modules
+                            .iter()
+                            .find(|m| &m.name == module)
+                            .map(|m| m.index + 1)
                             .unwrap_or(self.state.streams.len() + 1);
                         format!("{LOGS}/{n:02}-{}.log", sanitize(module))
                     }
                     StreamKind::File { compression, .. } => {
-                        if compression == "gzip" { "sysroot.tar.gz.partial" } else { "sysroot.tar.partial" }.to_string()
+                        if compression == "gzip" { "sysroot.tar.gz.partial" } else { "sysroot.tar.partial" }
+                            .to_string()
                     }
                 };
                 if let StreamKind::ModuleLog { module } = kind {
@@ -344,7 +380,11 @@ impl Demux {
                     }
                 }
                 // A module log of an earlier session is kept: the new one gets the session number.
-                let path = if self.state.session_index > 1 && matches!(kind, StreamKind::ModuleLog { .. }) && self.out.join(&path).exists() && !self.replaying {
+                let path = if self.state.session_index > 1
+                    && matches!(kind, StreamKind::ModuleLog { .. })
+                    && self.out.join(&path).exists()
+                    && !self.replaying
+                {
                     format!("{}.{}.log", path.trim_end_matches(".log"), self.state.session_index)
                 } else {
                     path
@@ -356,15 +396,25 @@ impl Demux {
                 // prints nothing still has its (empty) file.
                 if !self.replaying && matches!(kind, StreamKind::ModuleLog { .. }) {
                     let p = self.out.join(&path);
-                    std::fs::OpenOptions::new().create(true).append(true).open(&p)
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&p)
                         .with_context(|| format!("cannot write {}", p.display()))?;
                 }
-                self.state.streams.entry(*stream).or_insert(StreamSink { path, kind: kind.clone(), written: 0, ended: None });
+                self.state.streams.entry(*stream).or_insert(StreamSink {
+                    path,
+                    kind: kind.clone(),
+                    written: 0,
+                    ended: None,
+                });
                 for (offset, bytes) in self.state.pending.remove(stream).unwrap_or_default() {
                     self.write_stream(*stream, offset, &bytes)?;
                 }
             }
-            Event::PackProgress { tree_bytes, archive_bytes } => self.packing = Some((*tree_bytes, *archive_bytes)),
+            Event::PackProgress { tree_bytes, archive_bytes } => {
+                self.packing = Some((*tree_bytes, *archive_bytes))
+            }
             Event::FileComplete { stream, name, size, sha256 } => {
                 self.state.file_complete.insert(*stream, (name.clone(), *size, sha256.clone()));
                 self.try_finish_file(*stream, notices)?;
@@ -384,7 +434,11 @@ impl Demux {
             anyhow::bail!("stream {stream} out of order (offset {offset}, have {})", sink.written);
         }
         let p = self.out.join(&sink.path);
-        let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(false).open(&p)
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(&p)
             .with_context(|| format!("cannot write {}", p.display()))?;
         f.seek(SeekFrom::Start(offset))?;
         f.write_all(bytes)?;
@@ -395,7 +449,9 @@ impl Demux {
     /// Rename the file once the stream ended, the agent gave its digest, and both agree
     /// with the bytes on disk.
     fn try_finish_file(&mut self, stream: u32, notices: &mut Vec<Notice>) -> Result<()> {
-        let (Some(sink), Some((_, size, sha))) = (self.state.streams.get(&stream), self.state.file_complete.get(&stream)) else {
+        let (Some(sink), Some((_, size, sha))) =
+            (self.state.streams.get(&stream), self.state.file_complete.get(&stream))
+        else {
             return Ok(());
         };
         let Some((len, end_sha, verified)) = sink.ended.clone() else { return Ok(()) };
@@ -426,7 +482,8 @@ impl Demux {
         std::fs::write(self.out.join(format!("{final_name}.sha256")), format!("{disk_sha}  {final_name}\n"))?;
         let url = crate::track::file_url(&final_path);
         std::fs::write(self.out.join("sysroot.bst"), crate::track::tar_source(&url, &disk_sha))?;
-        self.report_mut().sysroot = Some(SysrootRecord { file: final_name, sha256: disk_sha.clone(), size: disk_len });
+        self.report_mut().sysroot =
+            Some(SysrootRecord { file: final_name, sha256: disk_sha.clone(), size: disk_len });
         notices.push(Notice::Verified { file: final_path, sha256: disk_sha, size: disk_len });
         Ok(())
     }
@@ -473,19 +530,60 @@ pub mod tests {
         let sha = crate::util::to_hex(&Sha256::digest(file));
         let ev = |e: Event| e.to_line();
         let mut events = Vec::new();
-        events.extend(ev(Event::Hello(Hello { agent_version: "0.1.0".into(), target: "x86_64".into(), kernel: "Linux 6.1".into(), boot_id: "b1".into(), config_digest: "c".into(), mode: "pid1".into() })));
-        events.extend(ev(Event::Plan { bundle_kind: "buildstream".into(), modules: vec!["hello".into(), "gcc".into()], completed: vec![] }));
-        events.extend(ev(Event::StreamOpened { stream: 2, kind: StreamKind::ModuleLog { module: "hello".into() } }));
+        events.extend(ev(Event::Hello(Hello {
+            agent_version: "0.1.0".into(),
+            target: "x86_64".into(),
+            kernel: "Linux 6.1".into(),
+            boot_id: "b1".into(),
+            config_digest: "c".into(),
+            mode: "pid1".into(),
+        })));
+        events.extend(ev(Event::Plan {
+            bundle_kind: "buildstream".into(),
+            modules: vec!["hello".into(), "gcc".into()],
+            completed: vec![],
+        }));
+        events.extend(ev(Event::StreamOpened {
+            stream: 2,
+            kind: StreamKind::ModuleLog { module: "hello".into() },
+        }));
         events.extend(ev(Event::ModuleStarted { index: 0, total: 2, name: "hello".into() }));
         let mid = events.len();
-        events.extend(ev(Event::ModuleFinished { index: 0, name: "hello".into(), outcome: ModuleOutcome { success: true, exit_code: Some(0), signal: None }, duration_ms: 1500 }));
-        events.extend(ev(Event::StreamOpened { stream: 3, kind: StreamKind::ModuleLog { module: "gcc".into() } }));
+        events.extend(ev(Event::ModuleFinished {
+            index: 0,
+            name: "hello".into(),
+            outcome: ModuleOutcome { success: true, exit_code: Some(0), signal: None },
+            duration_ms: 1500,
+        }));
+        events.extend(ev(Event::StreamOpened {
+            stream: 3,
+            kind: StreamKind::ModuleLog { module: "gcc".into() },
+        }));
         events.extend(ev(Event::ModuleStarted { index: 1, total: 2, name: "gcc".into() }));
-        events.extend(ev(Event::ModuleFinished { index: 1, name: "gcc".into(), outcome: ModuleOutcome { success: true, exit_code: Some(0), signal: None }, duration_ms: 9000 }));
-        events.extend(ev(Event::StreamOpened { stream: 4, kind: StreamKind::File { name: "sysroot.tar.gz".into(), compression: "gzip".into() } }));
+        events.extend(ev(Event::ModuleFinished {
+            index: 1,
+            name: "gcc".into(),
+            outcome: ModuleOutcome { success: true, exit_code: Some(0), signal: None },
+            duration_ms: 9000,
+        }));
+        events.extend(ev(Event::StreamOpened {
+            stream: 4,
+            kind: StreamKind::File { name: "sysroot.tar.gz".into(), compression: "gzip".into() },
+        }));
         let before_file = events.len();
-        events.extend(ev(Event::FileComplete { stream: 4, name: "sysroot.tar.gz".into(), size: file.len() as u64, sha256: sha.clone() }));
-        events.extend(ev(Event::Finished { outcome: Outcome::Success, message: String::new(), failed_module: None, log_tail: None, then: "poweroff".into() }));
+        events.extend(ev(Event::FileComplete {
+            stream: 4,
+            name: "sysroot.tar.gz".into(),
+            size: file.len() as u64,
+            sha256: sha.clone(),
+        }));
+        events.extend(ev(Event::Finished {
+            outcome: Outcome::Success,
+            message: String::new(),
+            failed_module: None,
+            log_tail: None,
+            then: "poweroff".into(),
+        }));
         let half = file.len() / 2;
         vec![
             Incoming::Console(b"[    0.000000] Linux version 6.1\n".to_vec()),
@@ -493,15 +591,29 @@ pub mod tests {
             // Split mid-line to check line reassembly.
             Incoming::Data { stream: 0, offset: 0, bytes: events[..mid + 3].to_vec() },
             Incoming::Data { stream: 2, offset: 0, bytes: b"building hello\n".to_vec() },
-            Incoming::Data { stream: 0, offset: (mid + 3) as u64, bytes: events[mid + 3..before_file].to_vec() },
+            Incoming::Data {
+                stream: 0,
+                offset: (mid + 3) as u64,
+                bytes: events[mid + 3..before_file].to_vec(),
+            },
             Incoming::Data { stream: 3, offset: 0, bytes: b"building gcc\n".to_vec() },
-            Incoming::StreamEnd { stream: 2, len: 15, sha256: crate::util::to_hex(&Sha256::digest(b"building hello\n")), verified: true },
+            Incoming::StreamEnd {
+                stream: 2,
+                len: 15,
+                sha256: crate::util::to_hex(&Sha256::digest(b"building hello\n")),
+                verified: true,
+            },
             Incoming::Data { stream: 4, offset: 0, bytes: file[..half].to_vec() },
             Incoming::Data { stream: 4, offset: half as u64, bytes: file[half..].to_vec() },
             Incoming::StreamEnd { stream: 4, len: file.len() as u64, sha256: sha, verified: true },
             Incoming::Data { stream: 0, offset: before_file as u64, bytes: events[before_file..].to_vec() },
             // The last log ends after the final event: the run is over only then.
-            Incoming::StreamEnd { stream: 3, len: 13, sha256: crate::util::to_hex(&Sha256::digest(b"building gcc\n")), verified: true },
+            Incoming::StreamEnd {
+                stream: 3,
+                len: 13,
+                sha256: crate::util::to_hex(&Sha256::digest(b"building gcc\n")),
+                verified: true,
+            },
         ]
     }
 
@@ -510,11 +622,24 @@ pub mod tests {
         let d = tempfile::tempdir().unwrap();
         let mut demux = Demux::new(d.path(), "console.log", None).unwrap();
         let mut events = Vec::new();
-        events.extend(Event::Plan { bundle_kind: "script".into(), modules: vec!["quiet".into()], completed: vec![] }.to_line());
-        events.extend(Event::StreamOpened { stream: 2, kind: StreamKind::ModuleLog { module: "quiet".into() } }.to_line());
+        events.extend(
+            Event::Plan { bundle_kind: "script".into(), modules: vec!["quiet".into()], completed: vec![] }
+                .to_line(),
+        );
+        events.extend(
+            Event::StreamOpened { stream: 2, kind: StreamKind::ModuleLog { module: "quiet".into() } }
+                .to_line(),
+        );
         events.extend(Event::ModuleStarted { index: 0, total: 1, name: "quiet".into() }.to_line());
         demux.handle(Incoming::Data { stream: 0, offset: 0, bytes: events }).unwrap();
-        demux.handle(Incoming::StreamEnd { stream: 2, len: 0, sha256: crate::util::to_hex(&Sha256::digest(b"")), verified: true }).unwrap();
+        demux
+            .handle(Incoming::StreamEnd {
+                stream: 2,
+                len: 0,
+                sha256: crate::util::to_hex(&Sha256::digest(b"")),
+                verified: true,
+            })
+            .unwrap();
         let log = demux.report().modules[0].log.clone().expect("report names the log");
         assert_eq!(std::fs::read(d.path().join(log)).unwrap(), b"");
     }
@@ -540,9 +665,16 @@ pub mod tests {
         assert_eq!(std::fs::read(d.path().join("sysroot.tar.gz")).unwrap(), file);
         assert!(!d.path().join("sysroot.tar.gz.partial").exists());
         let sha = crate::util::sha256_file(&d.path().join("sysroot.tar.gz")).unwrap().0;
-        assert_eq!(std::fs::read_to_string(d.path().join("sysroot.tar.gz.sha256")).unwrap(), format!("{sha}  sysroot.tar.gz\n"));
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("sysroot.tar.gz.sha256")).unwrap(),
+            format!("{sha}  sysroot.tar.gz\n")
+        );
         let bst = std::fs::read_to_string(d.path().join("sysroot.bst")).unwrap();
-        assert!(bst.contains("kind: tar") && bst.contains(&format!("ref: {sha}")) && bst.contains("url: file:///"));
+        assert!(
+            bst.contains("kind: tar")
+                && bst.contains(&format!("ref: {sha}"))
+                && bst.contains("url: file:///")
+        );
         assert_eq!(std::fs::read_to_string(d.path().join("logs/01-hello.log")).unwrap(), "building hello\n");
         assert_eq!(std::fs::read_to_string(d.path().join("logs/02-gcc.log")).unwrap(), "building gcc\n");
         assert!(std::fs::read_to_string(d.path().join("console.log")).unwrap().contains("Linux version"));

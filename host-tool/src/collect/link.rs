@@ -37,8 +37,9 @@ pub trait Link {
 pub fn read_key(path: &std::path::Path) -> anyhow::Result<Key> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| anyhow::anyhow!("cannot read key {}: {e}", path.display()))?;
-    Key::from_hex(text.trim())
-        .map_err(|e| anyhow::anyhow!("{} is not a stagehand key (64 hex digits expected): {e}", path.display()))
+    Key::from_hex(text.trim()).map_err(|e| {
+        anyhow::anyhow!("{} is not a stagehand key (64 hex digits expected): {e}", path.display())
+    })
 }
 
 struct Wire(Receiver);
@@ -76,8 +77,9 @@ pub fn open(
     prefix: impl FnMut(u32) -> std::io::Result<Box<dyn Read>>,
 ) -> anyhow::Result<Box<dyn Link>> {
     let receiver = match snapshot.and_then(|s| serde_json::from_slice::<Snapshot>(s).ok()) {
-        Some(snap) => Receiver::restore(key, ReceiverConfig::default(), &snap, prefix)
-            .map_err(|e| anyhow::anyhow!("cannot resume the earlier collection: {e}; pass --force to start over"))?,
+        Some(snap) => Receiver::restore(key, ReceiverConfig::default(), &snap, prefix).map_err(|e| {
+            anyhow::anyhow!("cannot resume the earlier collection: {e}; pass --force to start over")
+        })?,
         None => Receiver::new(key),
     };
     Ok(Box::new(Wire(receiver)))

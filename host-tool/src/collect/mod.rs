@@ -71,9 +71,15 @@ impl CollectCmd {
 }
 
 /// Open the output folder: refuse a finished result unless `force`, resume an interrupted one.
-pub fn prepare_out(out: &Path, key: stagehand_agent::wire::Key, force: bool, console_name: &str) -> Result<(Demux, Box<dyn Link>)> {
+pub fn prepare_out(
+    out: &Path,
+    key: stagehand_agent::wire::Key,
+    force: bool,
+    console_name: &str,
+) -> Result<(Demux, Box<dyn Link>)> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let finished = std::fs::read(out.join(demux::REPORT)).ok()
+    let finished = std::fs::read(out.join(demux::REPORT))
+        .ok()
         .and_then(|b| serde_json::from_slice::<model::Report>(&b).ok())
         .is_some_and(|r| r.is_final());
     if finished && !force {
@@ -98,8 +104,20 @@ fn clear_results(out: &Path) -> Result<()> {
             std::fs::remove_file(entry.path())?;
         }
     }
-    for name in [demux::REPORT, RECEIVER_STATE, demux::STREAM_ENDS, "report.html", "agent.log", "sysroot.bst",
-        "sysroot.tar", "sysroot.tar.gz", "sysroot.tar.partial", "sysroot.tar.gz.partial", "sysroot.tar.sha256", "sysroot.tar.gz.sha256"] {
+    for name in [
+        demux::REPORT,
+        RECEIVER_STATE,
+        demux::STREAM_ENDS,
+        "report.html",
+        "agent.log",
+        "sysroot.bst",
+        "sysroot.tar",
+        "sysroot.tar.gz",
+        "sysroot.tar.partial",
+        "sysroot.tar.gz.partial",
+        "sysroot.tar.sha256",
+        "sysroot.tar.gz.sha256",
+    ] {
         let p = out.join(name);
         if p.exists() {
             std::fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
@@ -223,16 +241,36 @@ use ui::Display;
 fn show_notice(display: &mut dyn Display, notice: &Notice) {
     use stagehand_agent::events::Event;
     match notice {
-        Notice::Event(Event::Hello(h)) => display.line(&format!("agent {} on {} ({}), {} mode", h.agent_version, h.target, h.kernel, h.mode)),
-        Notice::Event(Event::Plan { bundle_kind, modules, completed }) => display.line(&format!("plan: {} {bundle_kind} modules ({} already built)", modules.len(), completed.len())),
-        Notice::Event(Event::Resumed { module, index, previous_boots }) => display.line(&format!("resumed at module {} {module} after {previous_boots} earlier boot(s)", index + 1)),
+        Notice::Event(Event::Hello(h)) => display
+            .line(&format!("agent {} on {} ({}), {} mode", h.agent_version, h.target, h.kernel, h.mode)),
+        Notice::Event(Event::Plan { bundle_kind, modules, completed }) => display.line(&format!(
+            "plan: {} {bundle_kind} modules ({} already built)",
+            modules.len(),
+            completed.len()
+        )),
+        Notice::Event(Event::Resumed { module, index, previous_boots }) => display.line(&format!(
+            "resumed at module {} {module} after {previous_boots} earlier boot(s)",
+            index + 1
+        )),
         Notice::Event(Event::ModuleFinished { index, name, outcome, duration_ms }) => display.line(&format!(
-            "module {} {name} {} in {}", index + 1, if outcome.success { "built" } else { "FAILED" }, ui::human_secs(*duration_ms as f64 / 1000.0))),
-        Notice::Event(Event::Warning { message }) => display.line(&format!("warning from the agent: {message}")),
+            "module {} {name} {} in {}",
+            index + 1,
+            if outcome.success { "built" } else { "FAILED" },
+            ui::human_secs(*duration_ms as f64 / 1000.0)
+        )),
+        Notice::Event(Event::Warning { message }) => {
+            display.line(&format!("warning from the agent: {message}"))
+        }
         Notice::Event(_) => {}
         Notice::Rejected(why) => display.line(&format!("rejected a frame: {why}")),
-        Notice::Verified { file, sha256, size } => display.line(&format!("verified {} ({}, sha256 {sha256})", file.display(), ui::human_bytes(*size))),
-        Notice::VerificationFailed(why) => display.line(&format!("the sysroot tarball did not verify: {why}")),
+        Notice::Verified { file, sha256, size } => display.line(&format!(
+            "verified {} ({}, sha256 {sha256})",
+            file.display(),
+            ui::human_bytes(*size)
+        )),
+        Notice::VerificationFailed(why) => {
+            display.line(&format!("the sysroot tarball did not verify: {why}"))
+        }
         Notice::LinkResumed => display.line("the agent started a new session"),
     }
 }
@@ -268,7 +306,12 @@ pub fn conclude(out: &Path, demux: &Demux, display: &mut dyn Display) -> Result<
     match r.outcome.as_str() {
         "success" => {
             let s = r.sysroot.as_ref().context("success without a sysroot")?;
-            println!("sysroot: {} (sha256 {}, {})", out.join(&s.file).display(), s.sha256, ui::human_bytes(s.size));
+            println!(
+                "sysroot: {} (sha256 {}, {})",
+                out.join(&s.file).display(),
+                s.sha256,
+                ui::human_bytes(s.size)
+            );
             println!("BuildStream source: {}", out.join("sysroot.bst").display());
             Ok(())
         }
@@ -281,16 +324,28 @@ pub fn conclude(out: &Path, demux: &Demux, display: &mut dyn Display) -> Result<
             if let Some(tail) = &r.log_tail {
                 msg.push_str(&format!("\nlast lines of its log:\n{tail}"));
             }
-            if let Some(log) = r.modules.iter().find(|m| Some(&m.name) == r.failed_module.as_ref()).and_then(|m| m.log.as_ref()) {
+            if let Some(log) = r
+                .modules
+                .iter()
+                .find(|m| Some(&m.name) == r.failed_module.as_ref())
+                .and_then(|m| m.log.as_ref())
+            {
                 msg.push_str(&format!("\nfull log: {}", out.join(log).display()));
             }
             Err(exit(EXIT_BUILD_FAILED, msg))
         }
-        _ => Err(exit(EXIT_TRANSFER_FAILED, format!(
-            "transfer failed: {}{}",
-            r.message,
-            if demux.state.rejected > 0 { format!(" ({} frames rejected: wrong key or damaged line?)", demux.state.rejected) } else { String::new() }
-        ))),
+        _ => Err(exit(
+            EXIT_TRANSFER_FAILED,
+            format!(
+                "transfer failed: {}{}",
+                r.message,
+                if demux.state.rejected > 0 {
+                    format!(" ({} frames rejected: wrong key or damaged line?)", demux.state.rejected)
+                } else {
+                    String::new()
+                }
+            ),
+        )),
     }
 }
 
@@ -338,11 +393,25 @@ mod tests {
         // One byte per read so each read yields one scripted item.
         struct OneByte<'a>(&'a mut source::FileSource);
         impl Source for OneByte<'_> {
-            fn read(&mut self, buf: &mut [u8], t: Duration) -> Result<Got> { self.0.read(&mut buf[..1], t) }
-            fn write(&mut self, _: &[u8]) -> Result<()> { Ok(()) }
-            fn describe(&self) -> String { String::new() }
+            fn read(&mut self, buf: &mut [u8], t: Duration) -> Result<Got> {
+                self.0.read(&mut buf[..1], t)
+            }
+            fn write(&mut self, _: &[u8]) -> Result<()> {
+                Ok(())
+            }
+            fn describe(&self) -> String {
+                String::new()
+            }
         }
-        run_session(&mut OneByte(&mut src), &mut link, &mut demux, &mut Quiet, &SessionOpts { timeout: None }, &mut || false).unwrap();
+        run_session(
+            &mut OneByte(&mut src),
+            &mut link,
+            &mut demux,
+            &mut Quiet,
+            &SessionOpts { timeout: None },
+            &mut || false,
+        )
+        .unwrap();
         assert!(conclude(&out, &demux, &mut Quiet).is_ok());
         assert!(out.join("sysroot.tar.gz").is_file());
         let err = prepare_out(&out, stagehand_agent::wire::Key([0; 32]), false, "console.log").err().unwrap();
@@ -358,7 +427,10 @@ mod tests {
         let mut src = source::FileSource::open(&input_file(d.path(), 1), false).unwrap();
         let mut link = Scripted(items.into());
         let mut demux = Demux::new(&out, "console.log", None).unwrap();
-        run_session(&mut src, &mut link, &mut demux, &mut Quiet, &SessionOpts { timeout: None }, &mut || false).unwrap();
+        run_session(&mut src, &mut link, &mut demux, &mut Quiet, &SessionOpts { timeout: None }, &mut || {
+            false
+        })
+        .unwrap();
         let err = conclude(&out, &demux, &mut Quiet).unwrap_err();
         assert_eq!(err.downcast_ref::<crate::util::Exit>().unwrap().code, EXIT_TRANSFER_FAILED);
     }
@@ -368,7 +440,14 @@ mod tests {
         use stagehand_agent::events::{Event, Outcome};
         let d = tempfile::tempdir().unwrap();
         let mut demux = Demux::new(d.path(), "console.log", None).unwrap();
-        let line = Event::Finished { outcome: Outcome::BuildFailed, message: String::new(), failed_module: Some("gcc".into()), log_tail: Some("make: *** [all] Error 2".into()), then: "shell".into() }.to_line();
+        let line = Event::Finished {
+            outcome: Outcome::BuildFailed,
+            message: String::new(),
+            failed_module: Some("gcc".into()),
+            log_tail: Some("make: *** [all] Error 2".into()),
+            then: "shell".into(),
+        }
+        .to_line();
         demux.handle(Incoming::Data { stream: 0, offset: 0, bytes: line }).unwrap();
         assert!(demux.finished());
         let err = conclude(d.path(), &demux, &mut Quiet).unwrap_err();
@@ -383,7 +462,15 @@ mod tests {
         let mut src = source::FileSource::open(&input_file(d.path(), 0), true).unwrap();
         let mut link = Scripted(Default::default());
         let mut demux = Demux::new(&out, "console.log", None).unwrap();
-        run_session(&mut src, &mut link, &mut demux, &mut Quiet, &SessionOpts { timeout: Some(Duration::from_millis(300)) }, &mut || false).unwrap();
+        run_session(
+            &mut src,
+            &mut link,
+            &mut demux,
+            &mut Quiet,
+            &SessionOpts { timeout: Some(Duration::from_millis(300)) },
+            &mut || false,
+        )
+        .unwrap();
         assert_eq!(demux.report().outcome, "transfer_failed");
         assert!(demux.report().message.contains("timed out"));
     }

@@ -106,7 +106,12 @@ impl Report {
         if let Some(pos) = self.modules.iter().position(|m| m.index == index && m.name == name) {
             return &mut self.modules[pos];
         }
-        self.modules.push(ModuleRecord { index, name: name.into(), status: "pending".into(), ..Default::default() });
+        self.modules.push(ModuleRecord {
+            index,
+            name: name.into(),
+            status: "pending".into(),
+            ..Default::default()
+        });
         self.modules.sort_by_key(|m| m.index);
         let pos = self.modules.iter().position(|m| m.index == index && m.name == name).expect("just added");
         &mut self.modules[pos]
@@ -136,7 +141,12 @@ impl Report {
                 }
             }
             Event::Resumed { module, index, previous_boots } => {
-                self.resumes.push(ResumeRecord { module: module.clone(), index: *index, previous_boots: *previous_boots, at: now_s });
+                self.resumes.push(ResumeRecord {
+                    module: module.clone(),
+                    index: *index,
+                    previous_boots: *previous_boots,
+                    at: now_s,
+                });
             }
             Event::ModuleStarted { index, name, .. } => {
                 let m = self.module_mut(*index, name);
@@ -171,7 +181,8 @@ impl Report {
 
     /// Remaining time: the mean duration of the modules finished so far times those left.
     pub fn eta_s(&self) -> Option<f64> {
-        let durations: Vec<u64> = self.modules.iter().filter(|m| m.status == "success").filter_map(|m| m.duration_ms).collect();
+        let durations: Vec<u64> =
+            self.modules.iter().filter(|m| m.status == "success").filter_map(|m| m.duration_ms).collect();
         if durations.is_empty() {
             return None;
         }
@@ -180,13 +191,23 @@ impl Report {
         Some(mean * left as f64)
     }
 
-    pub fn status(&self, file_bytes: u64, file_size: Option<u64>, rate_bps: f64, packing: Option<(u64, u64)>) -> Status {
+    pub fn status(
+        &self,
+        file_bytes: u64,
+        file_size: Option<u64>,
+        rate_bps: f64,
+        packing: Option<(u64, u64)>,
+    ) -> Status {
         let running = self.modules.iter().rev().find(|m| m.status == "running");
         Status {
             module_index: running.map(|m| m.index),
             module_name: running.map(|m| m.name.clone()),
             total: self.modules.len(),
-            modules_done: self.modules.iter().filter(|m| m.status == "success" || m.status == "skipped").count(),
+            modules_done: self
+                .modules
+                .iter()
+                .filter(|m| m.status == "success" || m.status == "skipped")
+                .count(),
             elapsed_s: self.elapsed_s,
             eta_s: self.eta_s(),
             file_bytes,
@@ -205,10 +226,25 @@ mod tests {
     #[test]
     fn eta_from_finished_modules() {
         let mut r = Report::new(0);
-        r.apply(&Event::Plan { bundle_kind: "buildstream".into(), modules: vec!["a".into(), "b".into(), "c".into()], completed: vec![] }, 0.0);
+        r.apply(
+            &Event::Plan {
+                bundle_kind: "buildstream".into(),
+                modules: vec!["a".into(), "b".into(), "c".into()],
+                completed: vec![],
+            },
+            0.0,
+        );
         assert_eq!(r.eta_s(), None);
         r.apply(&Event::ModuleStarted { index: 0, total: 3, name: "a".into() }, 0.0);
-        r.apply(&Event::ModuleFinished { index: 0, name: "a".into(), outcome: ModuleOutcome { success: true, exit_code: Some(0), signal: None }, duration_ms: 10_000 }, 10.0);
+        r.apply(
+            &Event::ModuleFinished {
+                index: 0,
+                name: "a".into(),
+                outcome: ModuleOutcome { success: true, exit_code: Some(0), signal: None },
+                duration_ms: 10_000,
+            },
+            10.0,
+        );
         r.apply(&Event::ModuleStarted { index: 1, total: 3, name: "b".into() }, 10.0);
         assert_eq!(r.eta_s(), Some(20.0));
         let s = r.status(0, None, 0.0, None);
@@ -220,7 +256,14 @@ mod tests {
     #[test]
     fn completed_modules_are_skipped() {
         let mut r = Report::new(0);
-        r.apply(&Event::Plan { bundle_kind: "morph".into(), modules: vec!["a".into(), "b".into()], completed: vec!["a".into()] }, 0.0);
+        r.apply(
+            &Event::Plan {
+                bundle_kind: "morph".into(),
+                modules: vec!["a".into(), "b".into()],
+                completed: vec!["a".into()],
+            },
+            0.0,
+        );
         assert_eq!(r.modules[0].status, "skipped");
         assert_eq!(r.modules[1].status, "pending");
     }

@@ -25,7 +25,8 @@ pub trait Source {
 
 fn wait_readable(fd: impl AsFd, timeout: Duration) -> Result<bool> {
     let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-    let ts = rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
+    let ts =
+        rustix::time::Timespec { tv_sec: timeout.as_secs() as i64, tv_nsec: timeout.subsec_nanos() as i64 };
     match rustix::event::poll(&mut fds, Some(&ts)) {
         Ok(n) => Ok(n > 0),
         Err(rustix::io::Errno::INTR) => Ok(false),
@@ -98,7 +99,8 @@ pub struct SerialSource {
 
 impl SerialSource {
     pub fn open(path: &Path, baud: u32) -> Result<SerialSource> {
-        let bits = baud_bits(baud).with_context(|| format!("unsupported baud rate {baud} (use 9600 ... 4000000)"))?;
+        let bits = baud_bits(baud)
+            .with_context(|| format!("unsupported baud rate {baud} (use 9600 ... 4000000)"))?;
         use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -123,7 +125,11 @@ impl SerialSource {
             t.c_cc[libc::VMIN] = 0;
             t.c_cc[libc::VTIME] = 0;
             if libc::tcsetattr(fd, libc::TCSANOW, &t) != 0 {
-                anyhow::bail!("cannot set {} to raw mode at {baud} baud: {}", path.display(), std::io::Error::last_os_error());
+                anyhow::bail!(
+                    "cannot set {} to raw mode at {baud} baud: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                );
             }
         }
         Ok(SerialSource { path: path.into(), file, baud })
@@ -147,7 +153,9 @@ impl Source for SerialSource {
         while !rest.is_empty() {
             match self.file.write(rest) {
                 Ok(n) => rest = &rest[n..],
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -166,7 +174,8 @@ pub struct ListenSource {
 
 impl ListenSource {
     pub fn bind(addr: &str) -> Result<ListenSource> {
-        let listener = std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        let listener =
+            std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
         Ok(ListenSource { listener, conn: None })
     }
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
@@ -230,7 +239,11 @@ impl UnixClientSource {
                     let _ = e;
                     std::thread::sleep(Duration::from_millis(50));
                 }
-                Err(e) => return Err(e).with_context(|| format!("cannot connect to QEMU's channel socket {}", path.display())),
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!("cannot connect to QEMU's channel socket {}", path.display())
+                    })
+                }
             }
         }
     }

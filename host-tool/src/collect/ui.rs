@@ -21,7 +21,11 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }
 
 pub fn human_secs(s: f64) -> String {
@@ -52,7 +56,11 @@ pub fn describe(s: &Status) -> String {
     }
     if s.file_bytes > 0 {
         let of = s.file_size.map(|t| format!(" of {}", human_bytes(t))).unwrap_or_default();
-        parts.push(format!("received {}{of} at {}/s", human_bytes(s.file_bytes), human_bytes(s.rate_bps as u64)));
+        parts.push(format!(
+            "received {}{of} at {}/s",
+            human_bytes(s.file_bytes),
+            human_bytes(s.rate_bps as u64)
+        ));
     }
     parts.join(", ")
 }
@@ -95,15 +103,27 @@ impl Display for Bars {
         if s.file_bytes > 0 || s.packing.is_some() {
             let multi = &self.multi;
             let bytes = self.bytes.get_or_insert_with(|| {
-                let style = ProgressStyle::with_template("{bar:30} {bytes} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
+                let style = ProgressStyle::with_template("{bar:30} {bytes} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar());
                 multi.add(ProgressBar::new(0).with_style(style))
             });
             if let Some(total) = s.file_size {
                 bytes.set_length(total);
             }
             bytes.set_position(s.file_bytes);
-            bytes.set_message(describe(&Status { module_index: None, module_name: None, total: 0, eta_s: None, ..s.clone() })
-                .split(", ").skip(2).collect::<Vec<_>>().join(", "));
+            bytes.set_message(
+                describe(&Status {
+                    module_index: None,
+                    module_name: None,
+                    total: 0,
+                    eta_s: None,
+                    ..s.clone()
+                })
+                .split(", ")
+                .skip(2)
+                .collect::<Vec<_>>()
+                .join(", "),
+            );
         }
     }
     fn line(&mut self, text: &str) {
@@ -122,7 +142,8 @@ impl Display for Bars {
 pub fn for_stdout() -> Box<dyn Display> {
     if std::io::stdout().is_terminal() {
         let multi = indicatif::MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
-        let style = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
         let modules = multi.add(ProgressBar::new(1).with_style(style));
         Box::new(Bars { multi, modules, bytes: None })
     } else {
@@ -136,7 +157,18 @@ mod tests {
 
     #[test]
     fn status_line() {
-        let s = Status { module_index: Some(2), total: 10, module_name: Some("gcc".into()), modules_done: 2, elapsed_s: 75.0, eta_s: Some(3700.0), file_bytes: 0, file_size: None, rate_bps: 0.0, packing: None };
+        let s = Status {
+            module_index: Some(2),
+            total: 10,
+            module_name: Some("gcc".into()),
+            modules_done: 2,
+            elapsed_s: 75.0,
+            eta_s: Some(3700.0),
+            file_bytes: 0,
+            file_size: None,
+            rate_bps: 0.0,
+            packing: None,
+        };
         assert_eq!(describe(&s), "module 3/10 gcc, elapsed 1m15s, ETA 1h01m40s");
         assert_eq!(human_bytes(1536), "1.5 KiB");
     }

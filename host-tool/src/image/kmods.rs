@@ -72,12 +72,7 @@ pub struct Installed {
 
 /// Copy `required` (an error when missing) and `optional` modules with their dependencies
 /// from `src` (`.../modules/<version>`, holding modules.dep) into `root/lib/modules/<version>`.
-pub fn install(
-    src: &Path,
-    required: &[String],
-    optional: &[&str],
-    root: &Path,
-) -> Result<Installed> {
+pub fn install(src: &Path, required: &[String], optional: &[&str], root: &Path) -> Result<Installed> {
     let dep_file = src.join("modules.dep");
     let text = std::fs::read_to_string(&dep_file).with_context(|| {
         format!("{} has no modules.dep: give the kernel's modules/<version> folder (run `depmod -b` if it is missing)", src.display())
@@ -94,15 +89,9 @@ pub fn install(
         .lines()
         .map(module_name)
         .collect();
-    let mut done = Installed {
-        version: version.clone(),
-        ..Installed::default()
-    };
+    let mut done = Installed { version: version.clone(), ..Installed::default() };
     let mut files = BTreeSet::new();
-    let wanted = required
-        .iter()
-        .map(|n| (n.as_str(), true))
-        .chain(optional.iter().map(|n| (*n, false)));
+    let wanted = required.iter().map(|n| (n.as_str(), true)).chain(optional.iter().map(|n| (*n, false)));
     for (name, must) in wanted {
         let norm = name.replace('-', "_");
         match dep.closure(&norm) {
@@ -121,8 +110,7 @@ pub fn install(
         let from: PathBuf = src.join(f);
         let to = dest.join(f);
         std::fs::create_dir_all(to.parent().expect("a module path has a folder"))?;
-        std::fs::copy(&from, &to)
-            .with_context(|| format!("cannot copy the module {}", from.display()))?;
+        std::fs::copy(&from, &to).with_context(|| format!("cannot copy the module {}", from.display()))?;
     }
     std::fs::write(dest.join("modules.dep"), dep.subset(&files))?;
     for extra in ["modules.builtin", "modules.softdep"] {
@@ -156,11 +144,7 @@ mod tests {
             "kernel/a/virtio_mmio.ko:\nkernel/b/virtio_console.ko:\nkernel/c/failover.ko:\nkernel/c/net_failover.ko: kernel/c/failover.ko\nkernel/c/virtio_net.ko: kernel/c/net_failover.ko kernel/c/failover.ko\nkernel/d/unused.ko:\n",
         )
         .unwrap();
-        std::fs::write(
-            src.join("modules.builtin"),
-            "kernel/drivers/virtio/virtio.ko\n",
-        )
-        .unwrap();
+        std::fs::write(src.join("modules.builtin"), "kernel/drivers/virtio/virtio.ko\n").unwrap();
         src
     }
 
@@ -169,13 +153,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let src = kernel(d.path());
         let root = d.path().join("root");
-        let done = install(
-            &src,
-            &["virtio-net".into()],
-            &["virtio_mmio", "virtio", "e1000"],
-            &root,
-        )
-        .unwrap();
+        let done = install(&src, &["virtio-net".into()], &["virtio_mmio", "virtio", "e1000"], &root).unwrap();
         assert_eq!(done.version, "6.1.0-test");
         assert_eq!(done.files, 4);
         assert_eq!(done.builtin, vec!["virtio"]);
@@ -186,9 +164,7 @@ mod tests {
         assert!(!dest.join("kernel/b/virtio_console.ko").exists());
         let dep = std::fs::read_to_string(dest.join("modules.dep")).unwrap();
         assert_eq!(dep.lines().count(), 4);
-        assert!(
-            dep.contains("kernel/c/virtio_net.ko: kernel/c/net_failover.ko kernel/c/failover.ko\n")
-        );
+        assert!(dep.contains("kernel/c/virtio_net.ko: kernel/c/net_failover.ko kernel/c/failover.ko\n"));
         assert!(dest.join("modules.builtin").is_file());
     }
 
@@ -196,13 +172,9 @@ mod tests {
     fn a_required_module_the_kernel_lacks_is_an_error() {
         let d = tempfile::tempdir().unwrap();
         let src = kernel(d.path());
-        let e = install(&src, &["nosuch".into()], &[], &d.path().join("root"))
-            .unwrap_err()
-            .to_string();
+        let e = install(&src, &["nosuch".into()], &[], &d.path().join("root")).unwrap_err().to_string();
         assert!(e.contains("no module nosuch"), "{e}");
-        let e = install(d.path(), &[], &[], &d.path().join("root"))
-            .unwrap_err()
-            .to_string();
+        let e = install(d.path(), &[], &[], &d.path().join("root")).unwrap_err().to_string();
         assert!(e.contains("modules.dep"), "{e}");
     }
 }

@@ -158,7 +158,15 @@ pub struct ImageCmd {
 }
 
 /// The agent's configuration file for one image.
-pub fn agent_config(target: &str, bundle_in_image: &str, bundle_kind: Option<&str>, channel: &Channel, on_success: Then, on_failure: Then, sets: &[String]) -> Result<serde_json::Value> {
+pub fn agent_config(
+    target: &str,
+    bundle_in_image: &str,
+    bundle_kind: Option<&str>,
+    channel: &Channel,
+    on_success: Then,
+    on_failure: Then,
+    sets: &[String],
+) -> Result<serde_json::Value> {
     let mut cfg = serde_json::json!({
         "target": target,
         "bundle": bundle_in_image,
@@ -223,7 +231,8 @@ pub fn embed(root: &Path, p: &Payload, bundle_in_image: &str) -> Result<()> {
             crate::util::run(std::process::Command::new("cp").arg("-a").arg(bundle).arg(&dest))
                 .with_context(|| format!("cannot copy the bundle {}", bundle.display()))?;
         } else {
-            std::fs::copy(bundle, &dest).with_context(|| format!("cannot copy the bundle {}", bundle.display()))?;
+            std::fs::copy(bundle, &dest)
+                .with_context(|| format!("cannot copy the bundle {}", bundle.display()))?;
         }
     } else if !root.join(bundle_in_image.trim_start_matches('/')).is_file() {
         anyhow::bail!("the sysroot has no {bundle_in_image}: give the build bundle with --bundle");
@@ -241,7 +250,6 @@ pub fn embed(root: &Path, p: &Payload, bundle_in_image: &str) -> Result<()> {
     }
     Ok(())
 }
-
 
 /// Bytes used by the files under `root` (what `du --apparent-size` would say, roughly).
 pub fn tree_size(root: &Path) -> Result<u64> {
@@ -272,7 +280,11 @@ pub fn auto_ext4_size(tree_bytes: u64) -> u64 {
     bytes.div_ceil(1 << 20) << 20
 }
 
-fn write_compressible(out: &Path, compress: bool, f: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+fn write_compressible(
+    out: &Path,
+    compress: bool,
+    f: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     let file = std::fs::File::create(out).with_context(|| format!("cannot write {}", out.display()))?;
     let mut file = std::io::BufWriter::new(file);
     if compress {
@@ -287,9 +299,17 @@ fn write_compressible(out: &Path, compress: bool, f: impl FnOnce(&mut dyn Write)
 }
 
 /// Write the tree at `root` in `format` to `out` (which does not exist yet).
-pub fn write_format(root: &Path, format: Format, out: &Path, compress: bool, size: Option<u64>) -> Result<()> {
+pub fn write_format(
+    root: &Path,
+    format: Format,
+    out: &Path,
+    compress: bool,
+    size: Option<u64>,
+) -> Result<()> {
     match format {
-        Format::Dir => std::fs::rename(root, out).with_context(|| format!("cannot move the tree to {}", out.display())),
+        Format::Dir => {
+            std::fs::rename(root, out).with_context(|| format!("cannot move the tree to {}", out.display()))
+        }
         Format::Cpio => write_compressible(out, compress, |w| {
             newc::write_tree(root, w)?;
             Ok(())
@@ -305,7 +325,11 @@ pub fn write_format(root: &Path, format: Format, out: &Path, compress: bool, siz
                 let ft = meta.file_type();
                 if ft.is_char_device() || ft.is_block_device() {
                     let mut h = tar::Header::new_gnu();
-                    h.set_entry_type(if ft.is_char_device() { tar::EntryType::Char } else { tar::EntryType::Block });
+                    h.set_entry_type(if ft.is_char_device() {
+                        tar::EntryType::Char
+                    } else {
+                        tar::EntryType::Block
+                    });
                     h.set_mode(meta.mode() & 0o7777);
                     h.set_uid(0);
                     h.set_gid(0);
@@ -359,9 +383,17 @@ pub fn kernel_cmdlines(format: Format, console: &str, out: &Path) -> Vec<(&'stat
     match format {
         Format::Cpio => vec![("initramfs", format!("rdinit=/init {tail}"))],
         Format::Ext4 => vec![("disk", format!("root=/dev/vda rw init=/init {tail}"))],
-        Format::Tar => vec![("disk (unpacked onto a partition)", format!("root=/dev/vda rw init=/init {tail}"))],
+        Format::Tar => {
+            vec![("disk (unpacked onto a partition)", format!("root=/dev/vda rw init=/init {tail}"))]
+        }
         Format::Dir => vec![
-            ("NFS root", format!("root=/dev/nfs nfsroot=HOST:{},vers=3 ip=dhcp rw init=/init {tail}", crate::util::absolute(out).display())),
+            (
+                "NFS root",
+                format!(
+                    "root=/dev/nfs nfsroot=HOST:{},vers=3 ip=dhcp rw init=/init {tail}",
+                    crate::util::absolute(out).display()
+                ),
+            ),
             ("disk (copied onto a partition)", format!("root=/dev/vda rw init=/init {tail}")),
         ],
     }
@@ -375,8 +407,12 @@ impl ImageCmd {
         }
         let (bundle_kind, bundle_in_image) = match &self.bundle {
             Some(b) if b.is_dir() => (crate::bundle::kind_of_tree(b)?, format!("/{BUNDLE_DIR}/bundle")),
-            Some(b) if b.is_file() => (crate::bundle::kind_of_tarball(b)?, format!("/{BUNDLE_DIR}/{}", bundle_name(b))),
-            Some(b) => anyhow::bail!("bundle {} does not exist (make one with `stagehand bundle`)", b.display()),
+            Some(b) if b.is_file() => {
+                (crate::bundle::kind_of_tarball(b)?, format!("/{BUNDLE_DIR}/{}", bundle_name(b)))
+            }
+            Some(b) => {
+                anyhow::bail!("bundle {} does not exist (make one with `stagehand bundle`)", b.display())
+            }
             None => ("morph", "/native-bootstrap".to_string()),
         };
         let size = self.size.as_deref().map(parse_size).transpose()?;
@@ -391,19 +427,33 @@ impl ImageCmd {
             Some(a) => anyhow::bail!("agent {} does not exist", a.display()),
             None => crate::platform::agent_binary(&arch)?,
         };
-        let config = agent_config(&arch.name, &bundle_in_image, Some(bundle_kind), &self.channel, self.on_success, self.on_failure, &self.set)?;
+        let config = agent_config(
+            &arch.name,
+            &bundle_in_image,
+            Some(bundle_kind),
+            &self.channel,
+            self.on_success,
+            self.on_failure,
+            &self.set,
+        )?;
         let key_hex = crate::util::random_key_hex()?;
 
         let parent = self.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)?;
-        let work = tempfile::Builder::new().prefix(".stagehand-image").tempdir_in(parent)
+        let work = tempfile::Builder::new()
+            .prefix(".stagehand-image")
+            .tempdir_in(parent)
             .with_context(|| format!("cannot create a work folder in {}", parent.display()))?;
         let root = work.path().join("root");
         eprintln!("stagehand: copying the sysroot {}", self.sysroot.display());
         crate::sysroot::install(&self.sysroot, &root)?;
         let changes = crate::fixup::fixup(&root, None)?;
         crate::fixup::print_changes(&self.sysroot, &changes);
-        embed(&root, &Payload { agent: &agent, bundle: self.bundle.as_deref(), config, key_hex: &key_hex }, &bundle_in_image)?;
+        embed(
+            &root,
+            &Payload { agent: &agent, bundle: self.bundle.as_deref(), config, key_hex: &key_hex },
+            &bundle_in_image,
+        )?;
         if let Some(dir) = &self.kernel_modules {
             let mut required = self.kernel_module.clone();
             if let Some(list) = config_modules(&root)? {
@@ -415,7 +465,11 @@ impl ImageCmd {
                 done.files,
                 done.version,
                 done.version,
-                if done.builtin.is_empty() { String::new() } else { format!(" (built in: {})", done.builtin.join(" ")) }
+                if done.builtin.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (built in: {})", done.builtin.join(" "))
+                }
             );
         }
         eprintln!("stagehand: writing the {:?} image", self.format);
@@ -436,8 +490,12 @@ impl ImageCmd {
 fn config_modules(root: &Path) -> Result<Option<Vec<String>>> {
     let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join(CONFIG_PATH))?)?;
     Ok(match &cfg["modules"] {
-        serde_json::Value::Array(a) => Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()),
-        serde_json::Value::String(s) => Some(s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect()),
+        serde_json::Value::Array(a) => {
+            Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+        }
+        serde_json::Value::String(s) => {
+            Some(s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
+        }
         _ => None,
     })
 }
@@ -455,7 +513,16 @@ mod tests {
 
     #[test]
     fn channels_parse_and_print() {
-        for s in ["serial:/dev/ttyS1,115200", "serial:/dev/ttyAMA1", "serial:/dev/ttyS1,9600,flow=rtscts,oneway", "tcp:10.0.2.2:7000", "tcp:[fe80::1]:7000", "file:/dev/vda2", "console", "console:/dev/hvc0,oneway"] {
+        for s in [
+            "serial:/dev/ttyS1,115200",
+            "serial:/dev/ttyAMA1",
+            "serial:/dev/ttyS1,9600,flow=rtscts,oneway",
+            "tcp:10.0.2.2:7000",
+            "tcp:[fe80::1]:7000",
+            "file:/dev/vda2",
+            "console",
+            "console:/dev/hvc0,oneway",
+        ] {
             assert_eq!(s.parse::<Channel>().unwrap().to_string(), s);
         }
         assert!("serial:/dev/ttyS1,fast".parse::<Channel>().is_err());
@@ -467,8 +534,16 @@ mod tests {
 
     #[test]
     fn config_has_the_agreed_keys_and_overrides() {
-        let c = agent_config("x86_64", "/stagehand/bundle.tar.gz", Some("buildstream"), &"console".parse().unwrap(), Then::Poweroff, Then::Shell,
-            &["ip=\"10.0.2.15/24\"".into(), "one_way_repeats=3".into(), "hostname=board".into()]).unwrap();
+        let c = agent_config(
+            "x86_64",
+            "/stagehand/bundle.tar.gz",
+            Some("buildstream"),
+            &"console".parse().unwrap(),
+            Then::Poweroff,
+            Then::Shell,
+            &["ip=\"10.0.2.15/24\"".into(), "one_way_repeats=3".into(), "hostname=board".into()],
+        )
+        .unwrap();
         assert_eq!(c["target"], "x86_64");
         assert_eq!(c["bundle"], "/stagehand/bundle.tar.gz");
         assert_eq!(c["channel"], "console");
@@ -476,7 +551,16 @@ mod tests {
         assert_eq!(c["one_way_repeats"], 3);
         assert_eq!(c["hostname"], "board");
         assert_eq!(c["ip"], "10.0.2.15/24");
-        assert!(agent_config("x", "/b", None, &"console".parse().unwrap(), Then::Halt, Then::Halt, &["novalue".into()]).is_err());
+        assert!(agent_config(
+            "x",
+            "/b",
+            None,
+            &"console".parse().unwrap(),
+            Then::Halt,
+            Then::Halt,
+            &["novalue".into()]
+        )
+        .is_err());
     }
 
     #[test]

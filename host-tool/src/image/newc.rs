@@ -39,7 +39,14 @@ impl<W: Write> NewcWriter<W> {
     }
 
     /// One entry; `name` has no leading `/` (e.g. `dev/console`).
-    pub fn entry(&mut self, name: &str, mode: u32, mtime: u32, rdev: (u32, u32), data: &[u8]) -> std::io::Result<()> {
+    pub fn entry(
+        &mut self,
+        name: &str,
+        mode: u32,
+        mtime: u32,
+        rdev: (u32, u32),
+        data: &[u8],
+    ) -> std::io::Result<()> {
         let ino = self.next_ino;
         self.next_ino += 1;
         let nlink = if mode & 0o170000 == S_IFDIR { 2 } else { 1 };
@@ -97,7 +104,13 @@ pub fn write_tree<W: Write>(root: &Path, out: W) -> Result<W> {
     // The root itself, as `find . | cpio -o` writes it: without it the kernel's rootfs keeps
     // its own mode (1777), and a sysroot packed from the booted initramfs inherits that.
     let root_meta = std::fs::metadata(root).with_context(|| format!("cannot read {}", root.display()))?;
-    w.entry(".", S_IFDIR | (root_meta.permissions().mode() & 0o7777), root_meta.mtime().clamp(0, u32::MAX as i64) as u32, (0, 0), &[])?;
+    w.entry(
+        ".",
+        S_IFDIR | (root_meta.permissions().mode() & 0o7777),
+        root_meta.mtime().clamp(0, u32::MAX as i64) as u32,
+        (0, 0),
+        &[],
+    )?;
     if !has_dev {
         w.entry("dev", S_IFDIR | 0o755, 0, (0, 0), &[])?;
     }
@@ -154,7 +167,7 @@ mod tests {
         assert_eq!(&bytes[..6], b"070701");
         assert_eq!(&bytes[14..22], b"000081ed"); // mode
         assert_eq!(&bytes[54..62], b"00000003"); // filesize
-        // 110-byte header + "init\0" = 115, padded to 116; data 3 padded to 4.
+                                                 // 110-byte header + "init\0" = 115, padded to 116; data 3 padded to 4.
         assert_eq!(&bytes[110..115], b"init\0");
         assert_eq!(&bytes[116..119], b"abc");
         assert_eq!(&bytes[120..126], b"070701");

@@ -75,12 +75,7 @@ impl ElfInfo {
 
     /// One line, e.g. "ELF64 little-endian EM_AARCH64, static".
     pub fn describe(&self) -> String {
-        let mut s = format!(
-            "ELF{} {} {}",
-            self.class_bits,
-            self.data,
-            self.machine_name()
-        );
+        let mut s = format!("ELF{} {} {}", self.class_bits, self.data, self.machine_name());
         if let Some(abi) = self.arm_float_abi() {
             s.push_str(&format!(" ({abi}-float)"));
         }
@@ -108,35 +103,20 @@ impl Reader<'_> {
     fn bytes<const N: usize>(&self, off: u64) -> anyhow::Result<[u8; N]> {
         let start = usize::try_from(off).context("offset too large")?;
         let end = start.checked_add(N).context("offset too large")?;
-        let slice = self
-            .b
-            .get(start..end)
-            .with_context(|| format!("truncated at offset {off}"))?;
+        let slice = self.b.get(start..end).with_context(|| format!("truncated at offset {off}"))?;
         Ok(slice.try_into().expect("slice has length N"))
     }
     fn u16(&self, off: u64) -> anyhow::Result<u16> {
         let a = self.bytes::<2>(off)?;
-        Ok(if self.big {
-            u16::from_be_bytes(a)
-        } else {
-            u16::from_le_bytes(a)
-        })
+        Ok(if self.big { u16::from_be_bytes(a) } else { u16::from_le_bytes(a) })
     }
     fn u32(&self, off: u64) -> anyhow::Result<u32> {
         let a = self.bytes::<4>(off)?;
-        Ok(if self.big {
-            u32::from_be_bytes(a)
-        } else {
-            u32::from_le_bytes(a)
-        })
+        Ok(if self.big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
     }
     fn u64(&self, off: u64) -> anyhow::Result<u64> {
         let a = self.bytes::<8>(off)?;
-        Ok(if self.big {
-            u64::from_be_bytes(a)
-        } else {
-            u64::from_le_bytes(a)
-        })
+        Ok(if self.big { u64::from_be_bytes(a) } else { u64::from_le_bytes(a) })
     }
     /// An address-sized field: u32 in ELF32, u64 in ELF64.
     fn word(&self, off: u64) -> anyhow::Result<u64> {
@@ -150,9 +130,7 @@ impl Reader<'_> {
         let start = usize::try_from(off).context("offset too large")?;
         let len = usize::try_from(len).context("size too large")?;
         let end = start.checked_add(len).context("size too large")?;
-        self.b
-            .get(start..end)
-            .with_context(|| format!("segment {off}+{len} runs past the end of the file"))
+        self.b.get(start..end).with_context(|| format!("segment {off}+{len} runs past the end of the file"))
     }
 }
 
@@ -170,23 +148,11 @@ pub fn parse(b: &[u8]) -> anyhow::Result<ElfInfo> {
         Some(2) => Endian::Big,
         other => bail!("bad EI_DATA {other:?}"),
     };
-    let r = Reader {
-        b,
-        big: data == Endian::Big,
-        wide: class_bits == 64,
-    };
+    let r = Reader { b, big: data == Endian::Big, wide: class_bits == 64 };
     let elf_type = r.u16(16)?;
     let machine = r.u16(18)?;
     let (phoff, shoff, flags, phentsize, phnum, shentsize, shnum) = if r.wide {
-        (
-            r.u64(32)?,
-            r.u64(40)?,
-            r.u32(48)?,
-            r.u16(54)?,
-            r.u16(56)?,
-            r.u16(58)?,
-            r.u16(60)?,
-        )
+        (r.u64(32)?, r.u64(40)?, r.u32(48)?, r.u16(54)?, r.u16(56)?, r.u16(58)?, r.u16(60)?)
     } else {
         (
             u64::from(r.u32(28)?),
@@ -239,24 +205,13 @@ pub fn parse(b: &[u8]) -> anyhow::Result<ElfInfo> {
             if r.u32(sh.saturating_add(4))? != SHT_ARM_ATTRIBUTES {
                 continue;
             }
-            let (offset, size) = (
-                u64::from(r.u32(sh.saturating_add(16))?),
-                u64::from(r.u32(sh.saturating_add(20))?),
-            );
+            let (offset, size) =
+                (u64::from(r.u32(sh.saturating_add(16))?), u64::from(r.u32(sh.saturating_add(20))?));
             arm_vfp_args = arm_attribute(r.range(offset, size)?, r.big, TAG_ABI_VFP_ARGS);
         }
     }
 
-    Ok(ElfInfo {
-        class_bits,
-        data,
-        machine,
-        flags,
-        elf_type,
-        interpreter,
-        needed,
-        arm_vfp_args,
-    })
+    Ok(ElfInfo { class_bits, data, machine, flags, elf_type, interpreter, needed, arm_vfp_args })
 }
 
 fn uleb(b: &[u8], pos: &mut usize) -> Option<u64> {
@@ -282,11 +237,7 @@ fn skip_ntbs(b: &[u8], pos: &mut usize) -> Option<()> {
 fn arm_attribute(sec: &[u8], big: bool, want: u64) -> Option<u64> {
     let u32_at = |b: &[u8], at: usize| -> Option<u32> {
         let a: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-        Some(if big {
-            u32::from_be_bytes(a)
-        } else {
-            u32::from_le_bytes(a)
-        })
+        Some(if big { u32::from_be_bytes(a) } else { u32::from_le_bytes(a) })
     };
     if sec.first() != Some(&b'A') {
         return None;
@@ -347,31 +298,15 @@ mod tests {
         phdrs: &[(u32, &[u8])],
         arm_attrs: Option<&[u8]>,
     ) -> Vec<u8> {
-        let (ehsize, phentsize, shentsize) = if wide {
-            (64u64, 56u64, 64u64)
-        } else {
-            (52, 32, 40)
-        };
+        let (ehsize, phentsize, shentsize) = if wide { (64u64, 56u64, 64u64) } else { (52, 32, 40) };
         let put16 = |v: &mut Vec<u8>, at: usize, x: u16| {
-            v[at..at + 2].copy_from_slice(&if big {
-                x.to_be_bytes()
-            } else {
-                x.to_le_bytes()
-            })
+            v[at..at + 2].copy_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() })
         };
         let put32 = |v: &mut Vec<u8>, at: usize, x: u32| {
-            v[at..at + 4].copy_from_slice(&if big {
-                x.to_be_bytes()
-            } else {
-                x.to_le_bytes()
-            })
+            v[at..at + 4].copy_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() })
         };
         let put64 = |v: &mut Vec<u8>, at: usize, x: u64| {
-            v[at..at + 8].copy_from_slice(&if big {
-                x.to_be_bytes()
-            } else {
-                x.to_le_bytes()
-            })
+            v[at..at + 8].copy_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() })
         };
         let phoff = ehsize;
         let mut data_off = phoff + phentsize * phdrs.len() as u64;
@@ -435,18 +370,10 @@ mod tests {
         for &t in tags.iter().chain(&[0]) {
             for x in [t, 0] {
                 if wide {
-                    v.extend_from_slice(&if big {
-                        x.to_be_bytes()
-                    } else {
-                        x.to_le_bytes()
-                    });
+                    v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() });
                 } else {
                     let x = x as u32;
-                    v.extend_from_slice(&if big {
-                        x.to_be_bytes()
-                    } else {
-                        x.to_le_bytes()
-                    });
+                    v.extend_from_slice(&if big { x.to_be_bytes() } else { x.to_le_bytes() });
                 }
             }
         }
@@ -463,15 +390,9 @@ mod tests {
             assert_eq!(s.data, if big { Endian::Big } else { Endian::Little });
 
             // static-pie: a dynamic section but nothing needed.
-            let pie = parse(&elf(
-                wide,
-                big,
-                183,
-                0,
-                &[(PT_DYNAMIC, &dynamic(wide, big, &[0x6fff_fffb]))],
-                None,
-            ))
-            .unwrap();
+            let pie =
+                parse(&elf(wide, big, 183, 0, &[(PT_DYNAMIC, &dynamic(wide, big, &[0x6fff_fffb]))], None))
+                    .unwrap();
             assert!(pie.is_static(), "{pie:?}");
 
             let dynamic_bin = elf(
@@ -497,59 +418,25 @@ mod tests {
         // File scope: Tag_CPU_name "7-A", Tag_CPU_arch 10, Tag_compatibility 0 "", Tag_ABI_VFP_args.
         let mut attrs = vec![5];
         attrs.extend_from_slice(b"7-A\0");
-        attrs.extend_from_slice(&[
-            6,
-            10,
-            32,
-            0,
-            0,
-            TAG_ABI_VFP_ARGS as u8,
-            vfp_args as u8,
-            30,
-            2,
-        ]);
+        attrs.extend_from_slice(&[6, 10, 32, 0, 0, TAG_ABI_VFP_ARGS as u8, vfp_args as u8, 30, 2]);
         let file_len = (1 + 4 + attrs.len()) as u32;
         let mut sub = b"aeabi\0".to_vec();
         sub.push(1);
-        sub.extend_from_slice(&if big {
-            file_len.to_be_bytes()
-        } else {
-            file_len.to_le_bytes()
-        });
+        sub.extend_from_slice(&if big { file_len.to_be_bytes() } else { file_len.to_le_bytes() });
         sub.extend_from_slice(&attrs);
         let sub_len = (4 + sub.len()) as u32;
         let mut sec = vec![b'A'];
-        sec.extend_from_slice(&if big {
-            sub_len.to_be_bytes()
-        } else {
-            sub_len.to_le_bytes()
-        });
+        sec.extend_from_slice(&if big { sub_len.to_be_bytes() } else { sub_len.to_le_bytes() });
         sec.extend_from_slice(&sub);
         sec
     }
 
     #[test]
     fn arm_float_abi_from_attributes_then_flags() {
-        let hard = parse(&elf(
-            false,
-            false,
-            EM_ARM,
-            0x0500_0000,
-            &[],
-            Some(&aeabi_attrs(false, 1)),
-        ))
-        .unwrap();
+        let hard = parse(&elf(false, false, EM_ARM, 0x0500_0000, &[], Some(&aeabi_attrs(false, 1)))).unwrap();
         assert_eq!(hard.arm_vfp_args, Some(1));
         assert_eq!(hard.arm_float_abi(), Some("hard"));
-        let soft = parse(&elf(
-            false,
-            true,
-            EM_ARM,
-            0x0500_0000,
-            &[],
-            Some(&aeabi_attrs(true, 0)),
-        ))
-        .unwrap();
+        let soft = parse(&elf(false, true, EM_ARM, 0x0500_0000, &[], Some(&aeabi_attrs(true, 0)))).unwrap();
         assert_eq!(soft.arm_float_abi(), Some("soft"));
         let by_flags = parse(&elf(false, false, EM_ARM, 0x0500_0400, &[], None)).unwrap();
         assert_eq!(by_flags.arm_float_abi(), Some("hard"));

@@ -71,12 +71,9 @@ pub fn stagehand() -> PathBuf {
         }
         let root = workspace();
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        run(Command::new(cargo)
-            .current_dir(&root)
-            .args(["build", "-q", "-p", "stagehand"]));
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| root.join("target"));
+        run(Command::new(cargo).current_dir(&root).args(["build", "-q", "-p", "stagehand"]));
+        let target =
+            std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root.join("target"));
         target.join("debug/stagehand")
     })
     .clone()
@@ -94,11 +91,7 @@ pub fn need(ok: bool, what: &str) -> bool {
 }
 
 fn have(tool: &str) -> bool {
-    Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
 }
 
 /// The cached kernel's `modules/<version>` folder, when `scripts/kernels.sh` made it.
@@ -111,23 +104,14 @@ pub fn kernel_modules(c: &Cross) -> Option<PathBuf> {
 
 /// Everything a scenario for `c` needs, or false with the reason (a failure in CI).
 pub fn ready(c: &Cross) -> bool {
-    for tool in [c.qemu_system, c.qemu_user]
-        .into_iter()
-        .filter(|t| !t.is_empty())
-    {
-        if !need(
-            have(tool),
-            &format!("{tool} is missing: run scripts/setup.sh"),
-        ) {
+    for tool in [c.qemu_system, c.qemu_user].into_iter().filter(|t| !t.is_empty()) {
+        if !need(have(tool), &format!("{tool} is missing: run scripts/setup.sh")) {
             return false;
         }
     }
     need(
         kernel_modules(c).is_some(),
-        &format!(
-            "no {} kernel in the cache: run scripts/kernels.sh {}",
-            c.target, c.kernel
-        ),
+        &format!("no {} kernel in the cache: run scripts/kernels.sh {}", c.target, c.kernel),
     )
 }
 
@@ -155,10 +139,11 @@ pub fn busybox(c: &Cross) -> PathBuf {
     let work = dir.with_extension("download");
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(&work).unwrap();
-    run(Command::new("apt-get")
-        .current_dir(&work)
-        .env("APT_CONFIG", &conf)
-        .args(["download", "-qq", &format!("busybox-static:{}", c.deb_arch)]));
+    run(Command::new("apt-get").current_dir(&work).env("APT_CONFIG", &conf).args([
+        "download",
+        "-qq",
+        &format!("busybox-static:{}", c.deb_arch),
+    ]));
     let deb = std::fs::read_dir(&work)
         .unwrap()
         .flatten()
@@ -190,11 +175,7 @@ pub fn busybox_stage2(c: &Cross, root: &Path) {
         run(Command::new(c.qemu_user).arg(&bb).arg("--list"))
     };
     let applets = String::from_utf8_lossy(&list.stdout).to_string();
-    assert!(
-        applets.lines().any(|a| a == "sh"),
-        "{} --list has no sh",
-        bb.display()
-    );
+    assert!(applets.lines().any(|a| a == "sh"), "{} --list has no sh", bb.display());
     for a in applets.lines().filter(|a| !a.is_empty() && *a != "busybox") {
         symlink("busybox", bin.join(a)).unwrap();
     }
@@ -221,12 +202,7 @@ pub fn stage3_bundle(out: &Path) {
     w("build.sh", "#!/bin/sh\nset -eu\nexport PATH='/usr/bin:/usr/sbin:/sbin:/bin:/tools/bin:/tools/sbin'\nexport SRCDIR='./source'\nfor module in probe hello ; do\n    CURRENT_MODULE=\"$module\"\n    \"$SRCDIR/build-$module\"\ndone\n");
     w("source/build-probe", &format!("#!/bin/sh\nset -e\nmkdir -p /usr/share/stage3\nuname -m > /{MARK_UNAME}\necho \"probe: $(uname -m), $(uname -r)\"\n"));
     w("source/build-hello", &format!("#!/bin/sh\nset -e\necho '{HELLO_TEXT}' > /{MARK_HELLO}\ncat /{MARK_UNAME} >> /{MARK_HELLO}\necho built hello\n"));
-    run(Command::new("tar")
-        .arg("-czf")
-        .arg(out)
-        .arg("-C")
-        .arg(top.parent().unwrap())
-        .arg("stage3"));
+    run(Command::new("tar").arg("-czf").arg(out).arg("-C").arg(top.parent().unwrap()).arg("stage3"));
 }
 
 /// `stagehand image` for `c`: a gzip initramfs carrying the kernel's modules.
@@ -276,16 +252,7 @@ pub fn boot_and_collect(
 ) -> std::time::Duration {
     let started = std::time::Instant::now();
     let o = run(Command::new(stagehand())
-        .args([
-            "qemu",
-            "--target",
-            c.target,
-            "--channel",
-            channel,
-            "--timeout",
-            "300",
-            "--force",
-        ])
+        .args(["qemu", "--target", c.target, "--channel", channel, "--timeout", "300", "--force"])
         .arg("--image")
         .arg(image)
         .arg("--out")
@@ -309,10 +276,7 @@ pub fn verify_run(c: &Cross, out: &Path) {
     let tarball = out.join("sysroot.tar.gz");
     let listing = tar_listing(&tarball);
     for m in [MARK_UNAME, MARK_HELLO] {
-        assert!(
-            listing.lines().any(|l| l == format!("./{m}")),
-            "{m} not in the tarball:\n{listing}"
-        );
+        assert!(listing.lines().any(|l| l == format!("./{m}")), "{m} not in the tarball:\n{listing}");
     }
     let hello = tar_file(&tarball, MARK_HELLO);
     assert_eq!(
@@ -326,50 +290,28 @@ pub fn verify_run(c: &Cross, out: &Path) {
 /// The report and the verified tarball of a successful run whose modules are `modules`;
 /// returns report.json.
 pub fn verify_transfer(c: &Cross, out: &Path, module_names: &[&str]) -> serde_json::Value {
-    let report: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(out.join("report.json")).expect("report.json"),
-    )
-    .expect("report.json is JSON");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).expect("report.json"))
+            .expect("report.json is JSON");
     assert_eq!(report["outcome"], "success", "report.json: {report}");
     assert_eq!(report["target"], c.target);
     assert_eq!(report["mode"], "pid1");
     let kernel = report["kernel"].as_str().unwrap_or_default().to_string();
-    assert!(
-        kernel.ends_with(c.uname_m),
-        "kernel in report.json: {kernel}"
-    );
+    assert!(kernel.ends_with(c.uname_m), "kernel in report.json: {kernel}");
     let tarball = out.join("sysroot.tar.gz");
-    assert!(
-        tarball.is_file(),
-        "no verified tarball in {}",
-        out.display()
-    );
+    assert!(tarball.is_file(), "no verified tarball in {}", out.display());
     assert!(!out.join("sysroot.tar.gz.partial").exists());
     let sum = sha256sum(&tarball);
-    assert_eq!(
-        report["sysroot"]["sha256"],
-        sum.as_str(),
-        "report.json sha256"
-    );
+    assert_eq!(report["sysroot"]["sha256"], sum.as_str(), "report.json sha256");
     let side = std::fs::read_to_string(out.join("sysroot.tar.gz.sha256")).unwrap();
     assert!(side.starts_with(&sum), "sysroot.tar.gz.sha256: {side}");
     let bst = std::fs::read_to_string(out.join("sysroot.bst")).unwrap();
     assert!(bst.contains(&format!("ref: {sum}")), "sysroot.bst: {bst}");
-    assert_eq!(
-        report["sysroot"]["size"],
-        std::fs::metadata(&tarball).unwrap().len()
-    );
-    let modules = report["modules"]
-        .as_array()
-        .expect("modules in report.json");
+    assert_eq!(report["sysroot"]["size"], std::fs::metadata(&tarball).unwrap().len());
+    let modules = report["modules"].as_array().expect("modules in report.json");
     let names: Vec<&str> = modules.iter().filter_map(|m| m["name"].as_str()).collect();
     assert_eq!(names, module_names);
-    assert!(
-        modules
-            .iter()
-            .all(|m| m["status"] == "success" && m["exit_code"] == 0),
-        "modules: {modules:?}"
-    );
+    assert!(modules.iter().all(|m| m["status"] == "success" && m["exit_code"] == 0), "modules: {modules:?}");
     for (i, m) in modules.iter().enumerate() {
         let log = out.join(m["log"].as_str().unwrap_or_default());
         assert!(
@@ -389,20 +331,15 @@ pub fn tar_listing(tarball: &Path) -> String {
 /// One file of the tarball (`path` without the leading `./`).
 pub fn tar_file(tarball: &Path, path: &str) -> String {
     String::from_utf8_lossy(
-        &run(Command::new("tar")
-            .arg("-xzOf")
-            .arg(tarball)
-            .arg(format!("./{path}")))
-        .stdout,
+        &run(Command::new("tar").arg("-xzOf").arg(tarball).arg(format!("./{path}"))).stdout,
     )
     .to_string()
 }
 
 /// A scratch folder that stays (under target/) when the test fails, for its logs.
 pub fn scratch(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
     let d = target.join("e2e").join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();

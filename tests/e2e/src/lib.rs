@@ -18,7 +18,9 @@ pub fn workspace() -> PathBuf {
 pub fn cache_dir() -> PathBuf {
     match std::env::var_os("STAGEHAND_CACHE") {
         Some(p) => PathBuf::from(p),
-        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/stagehand"),
+        None => {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/stagehand")
+        }
     }
 }
 
@@ -29,7 +31,11 @@ pub fn in_ci() -> bool {
 
 /// Returns false (and says why) when `tool` is missing outside CI; panics in CI.
 pub fn require(tool: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success());
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .is_ok_and(|o| o.status.success());
     if !found {
         if in_ci() {
             panic!("{tool} is missing: run scripts/setup.sh");

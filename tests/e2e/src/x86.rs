@@ -16,8 +16,7 @@ pub const SOURCE_DATE_EPOCH: u64 = 1_320_937_200;
 
 /// The debootstrap stage 2 is a whole Debian root: it stays out of the packed sysroot like
 /// Baserock's /tools, and the stage 3 installs under /usr/local.
-pub const DEBIAN_STAGE2_EXCLUDES: &str =
-    r#"exclude=["/etc","/var","/usr/bin","/usr/include","/usr/lib","/usr/lib64","/usr/libexec","/usr/sbin","/usr/share","/usr/src","/usr/games"]"#;
+pub const DEBIAN_STAGE2_EXCLUDES: &str = r#"exclude=["/etc","/var","/usr/bin","/usr/include","/usr/lib","/usr/lib64","/usr/libexec","/usr/sbin","/usr/share","/usr/src","/usr/games"]"#;
 
 /// A scratch folder for one scenario under target/e2e/NAME, emptied first and kept
 /// afterwards for inspection.
@@ -75,7 +74,9 @@ pub fn project() -> &'static Path {
         std::os::unix::fs::symlink("../bin", tree.join("usr/bin")).unwrap();
         std::fs::copy("/bin/busybox", tree.join("bin/busybox")).expect("/bin/busybox (busybox-static)");
         let list = run(Command::new("/bin/busybox").arg("--list"));
-        for applet in String::from_utf8_lossy(&list.stdout).lines().filter(|a| !a.is_empty() && *a != "busybox") {
+        for applet in
+            String::from_utf8_lossy(&list.stdout).lines().filter(|a| !a.is_empty() && *a != "busybox")
+        {
             std::os::unix::fs::symlink("busybox", tree.join("bin").join(applet)).unwrap();
         }
         std::fs::create_dir_all(bst_home().join("cache/buildstream/build")).unwrap();
@@ -89,7 +90,11 @@ pub fn busybox_stage2() -> &'static Path {
     STAGE2.get_or_init(|| {
         let out = workspace().join("target/e2e-inputs/stage2-busybox");
         let _ = std::fs::create_dir_all(out.parent().unwrap());
-        run(stagehand().args(["stage2", "--target", "x86_64", "--force", "--project"]).arg(project()).arg("--out").arg(&out));
+        run(stagehand()
+            .args(["stage2", "--target", "x86_64", "--force", "--project"])
+            .arg(project())
+            .arg("--out")
+            .arg(&out));
         out
     })
 }
@@ -118,7 +123,14 @@ pub fn debian_stage2() -> &'static Path {
 }
 
 /// `stagehand image` with the agent of this workspace.
-pub fn image(sysroot: &Path, bundle: &Path, channel: &str, format: &str, out: &Path, extra: &[&str]) -> Output {
+pub fn image(
+    sysroot: &Path,
+    bundle: &Path,
+    channel: &str,
+    format: &str,
+    out: &Path,
+    extra: &[&str],
+) -> Output {
     let mut c = stagehand();
     c.args(["image", "--target", "x86_64", "--force", "--sysroot"]).arg(sysroot);
     c.arg("--bundle").arg(bundle).args(["--channel", channel, "--format", format, "--out"]).arg(out);
@@ -131,7 +143,10 @@ pub fn image(sysroot: &Path, bundle: &Path, channel: &str, format: &str, out: &P
 /// `tar -tvf --full-time --numeric-owner` of a (compressed) tarball: one line per entry.
 pub fn tar_listing(tarball: &Path) -> Vec<String> {
     let out = run(Command::new("tar").args(["--full-time", "--numeric-owner", "-tvf"]).arg(tarball));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
 }
 
 /// The entry names of a listing.
@@ -172,7 +187,9 @@ pub fn module_statuses(r: &serde_json::Value) -> Vec<(String, String)> {
         .as_array()
         .expect("modules")
         .iter()
-        .map(|m| (m["name"].as_str().unwrap_or("").to_string(), m["status"].as_str().unwrap_or("").to_string()))
+        .map(|m| {
+            (m["name"].as_str().unwrap_or("").to_string(), m["status"].as_str().unwrap_or("").to_string())
+        })
         .collect()
 }
 
@@ -181,7 +198,11 @@ pub fn assert_no_init_death(run_dir: &Path) {
     for name in ["console.log", "channel-console.log"] {
         if let Ok(text) = std::fs::read(run_dir.join(name)) {
             let text = String::from_utf8_lossy(&text);
-            assert!(!text.contains("Attempted to kill init"), "{name} in {}: PID 1 exited", run_dir.display());
+            assert!(
+                !text.contains("Attempted to kill init"),
+                "{name} in {}: PID 1 exited",
+                run_dir.display()
+            );
             assert!(!text.contains("Kernel panic"), "{name} in {}: kernel panic", run_dir.display());
         }
     }
@@ -215,7 +236,8 @@ impl Drop for Timer {
 
 /// Whether everything the x86_64 scenarios need is installed (false = skip, outside CI).
 pub fn have_tools() -> bool {
-    let kernel = std::fs::read_dir("/boot").is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-")));
+    let kernel = std::fs::read_dir("/boot")
+        .is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-")));
     if !kernel {
         if crate::in_ci() {
             panic!("no /boot/vmlinuz-*: apt-get install linux-image-amd64 (scripts/setup.sh)");

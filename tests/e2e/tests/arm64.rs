@@ -19,15 +19,9 @@ fn arm64_virtio_serial_channel_apart_from_the_console() {
     cross::verify_run(&ARMV8L64, &out);
     // The kernel's own console went to its own file, the channel carried only frames.
     let console = std::fs::read_to_string(out.join("console.log")).unwrap_or_default();
-    assert!(
-        console.contains("Linux version"),
-        "console.log has no kernel banner:\n{console}"
-    );
+    assert!(console.contains("Linux version"), "console.log has no kernel banner:\n{console}");
     let agent_log = std::fs::read_to_string(out.join("agent.log")).unwrap_or_default();
-    assert!(
-        agent_log.contains("virtio_console"),
-        "agent.log does not show the module load:\n{agent_log}"
-    );
+    assert!(agent_log.contains("virtio_console"), "agent.log does not show the module load:\n{agent_log}");
 }
 
 #[test]
@@ -42,10 +36,7 @@ fn arm64_channel_shared_with_the_console() {
     cross::boot_and_collect(&ARMV8L64, &image, "console", &out, &[]);
     cross::verify_run(&ARMV8L64, &out);
     let console = std::fs::read_to_string(out.join("console.log")).unwrap_or_default();
-    assert!(
-        console.contains("Linux version"),
-        "console.log has no kernel banner:\n{console}"
-    );
+    assert!(console.contains("Linux version"), "console.log has no kernel banner:\n{console}");
 }
 
 #[test]

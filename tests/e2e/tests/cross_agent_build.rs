@@ -39,38 +39,22 @@ fn a_missing_rust_target_is_named_with_the_command_that_adds_it() {
             .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{target}: {err}");
-        assert!(
-            err.contains(&format!("run `rustup target add {triple}`")),
-            "{target}: {err}"
-        );
+        assert!(err.contains(&format!("run `rustup target add {triple}`")), "{target}: {err}");
         assert!(err.contains(setup), "{target}: the setup hint should be {setup:?}: {err}");
-        assert!(
-            !err.contains("Compiling"),
-            "cargo ran although the preflight failed: {err}"
-        );
+        assert!(!err.contains("Compiling"), "cargo ran although the preflight failed: {err}");
     }
 }
 
 #[test]
 fn architectures_without_a_rust_std_say_what_it_would_take() {
-    for (target, triple) in [
-        ("armv8b64", "aarch64_be-unknown-linux-gnu"),
-        ("mips64l", "mips64el-unknown-linux-gnuabi64"),
-    ] {
-        let out = Command::new(stagehand())
-            .args(["agent", "build", "--target", target])
-            .output()
-            .unwrap();
+    for (target, triple) in
+        [("armv8b64", "aarch64_be-unknown-linux-gnu"), ("mips64l", "mips64el-unknown-linux-gnuabi64")]
+    {
+        let out = Command::new(stagehand()).args(["agent", "build", "--target", target]).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{target}: {err}");
-        assert!(
-            err.contains(&format!("no Rust standard library exists for {target}")),
-            "{target}: {err}"
-        );
-        assert!(
-            err.contains(triple) && err.contains("build-std"),
-            "{target}: {err}"
-        );
+        assert!(err.contains(&format!("no Rust standard library exists for {target}")), "{target}: {err}");
+        assert!(err.contains(triple) && err.contains("build-std"), "{target}: {err}");
     }
 }
 

@@ -16,8 +16,8 @@ fn foreign_stage2() -> PathBuf {
     if root.join("debootstrap/debootstrap").is_file() {
         return root;
     }
-    let mirror = std::env::var("STAGEHAND_DEBIAN_MIRROR")
-        .unwrap_or_else(|_| "http://deb.debian.org/debian".into());
+    let mirror =
+        std::env::var("STAGEHAND_DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".into());
     let tmp = root.with_extension("tmp");
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(tmp.parent().unwrap()).unwrap();
@@ -49,7 +49,11 @@ fn arm64_debootstrap_second_stage_runs_on_the_target() {
     let work = cross::scratch("arm64-debootstrap-second-stage");
     let bundle = work.join("bundle");
     std::fs::create_dir_all(&bundle).unwrap();
-    script(&bundle, "01-second-stage.sh", "#!/bin/sh\nset -e\necho \"second stage on $(uname -m)\"\n/debootstrap/debootstrap --second-stage\n");
+    script(
+        &bundle,
+        "01-second-stage.sh",
+        "#!/bin/sh\nset -e\necho \"second stage on $(uname -m)\"\n/debootstrap/debootstrap --second-stage\n",
+    );
     script(&bundle, "02-check.sh", "#!/bin/sh\nset -e\ndpkg-query -W -f '${Package} ${Architecture}\\n' > /etc/stage3-packages\nuname -m > /etc/stage3-uname\napt-get --version | head -n1\n");
     let image = work.join("image.cpio.gz");
     let modules = cross::kernel_modules(&ARMV8L64).unwrap();
@@ -74,20 +78,11 @@ fn arm64_debootstrap_second_stage_runs_on_the_target() {
         .arg("--out")
         .arg(&image));
     let out = work.join("run");
-    cross::boot_and_collect(
-        &ARMV8L64,
-        &image,
-        "tcp",
-        &out,
-        &["--port", "0", "--memory", "2048"],
-    );
+    cross::boot_and_collect(&ARMV8L64, &image, "tcp", &out, &["--port", "0", "--memory", "2048"]);
     cross::verify_transfer(&ARMV8L64, &out, &["second-stage", "check"]);
     let tarball = out.join("sysroot.tar.gz");
     let listing = cross::tar_listing(&tarball);
-    assert!(
-        listing.lines().any(|l| l == "./usr/bin/apt-get"),
-        "no apt-get in the finished root"
-    );
+    assert!(listing.lines().any(|l| l == "./usr/bin/apt-get"), "no apt-get in the finished root");
     assert!(
         !listing.lines().any(|l| l.starts_with("./debootstrap/")),
         "the second stage did not finish (/debootstrap is left)"
@@ -97,8 +92,5 @@ fn arm64_debootstrap_second_stage_runs_on_the_target() {
     assert!(packages.lines().count() > 50, "{packages}");
     assert!(packages.lines().any(|l| l == "dpkg arm64"), "{packages}");
     let status = cross::tar_file(&tarball, "var/lib/dpkg/status");
-    assert!(
-        !status.contains("Status: install ok unpacked"),
-        "packages left unconfigured"
-    );
+    assert!(!status.contains("Status: install ok unpacked"), "packages left unconfigured");
 }

@@ -6,10 +6,7 @@ use stagehand_e2e::cross::{self, Cross, ARMV7LHF, PPC64L};
 
 fn scenario(c: &Cross, channel: &str, image_channel: &str, extra: &[&str]) {
     if !cross::cross_all_wanted() {
-        eprintln!(
-            "skipped: set STAGEHAND_E2E_CROSS=1 to run the {} scenarios",
-            c.target
-        );
+        eprintln!("skipped: set STAGEHAND_E2E_CROSS=1 to run the {} scenarios", c.target);
         return;
     }
     if !cross::ready(c) {
@@ -37,12 +34,7 @@ fn ppc64l_second_spapr_vty() {
 #[test]
 #[ignore = "opt-in (STAGEHAND_E2E_CROSS=1): needs scripts/setup.sh --cross-all"]
 fn ppc64l_tcp_over_spapr_vlan() {
-    scenario(
-        &PPC64L,
-        "tcp",
-        "tcp:10.0.2.2:7000",
-        &["--memory", "1024", "--port", "0"],
-    );
+    scenario(&PPC64L, "tcp", "tcp:10.0.2.2:7000", &["--memory", "1024", "--port", "0"]);
 }
 
 #[test]

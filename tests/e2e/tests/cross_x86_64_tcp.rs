@@ -24,13 +24,7 @@ fn x86_64_tcp_with_e1000_loaded_by_the_agent() {
     );
     cross::verify_run(&X86_64, &out);
     let agent_log = std::fs::read_to_string(out.join("agent.log")).unwrap_or_default();
-    assert!(
-        agent_log.contains("e1000"),
-        "agent.log does not show e1000 being loaded:\n{agent_log}"
-    );
+    assert!(agent_log.contains("e1000"), "agent.log does not show e1000 being loaded:\n{agent_log}");
     let console = std::fs::read_to_string(out.join("console.log")).unwrap_or_default();
-    assert!(
-        console.contains("Linux version"),
-        "the console went elsewhere:\n{console}"
-    );
+    assert!(console.contains("Linux version"), "the console went elsewhere:\n{console}");
 }

@@ -61,7 +61,8 @@ fn assert_debian_tree(tarball: &Path) {
     let listing = tar_listing(tarball);
     let hello = listing.iter().find(|l| l.ends_with(" ./usr/local/bin/hello")).cloned().unwrap_or_default();
     assert!(hello.starts_with("-rwxr-xr-x 0/0 ") && hello.contains(" 2011-11-10 15:00:00 "), "{hello:?}");
-    let got: Vec<String> = listing.iter().map(|l| if *l == hello { "HELLO".to_string() } else { l.clone() }).collect();
+    let got: Vec<String> =
+        listing.iter().map(|l| if *l == hello { "HELLO".to_string() } else { l.clone() }).collect();
     let want: Vec<String> = DEBIAN_TREE.iter().map(|s| s.to_string()).collect();
     assert_eq!(got, want, "tar listing of {}", tarball.display());
     let elf = tar_cat(tarball, "./usr/local/bin/hello");
@@ -74,7 +75,8 @@ fn assert_debian_tree(tarball: &Path) {
 fn assert_all_built(run_dir: &Path, modules: &[&str]) -> serde_json::Value {
     let r = report(run_dir);
     let statuses = module_statuses(&r);
-    let want: Vec<(String, String)> = modules.iter().map(|m| (m.to_string(), "success".to_string())).collect();
+    let want: Vec<(String, String)> =
+        modules.iter().map(|m| (m.to_string(), "success".to_string())).collect();
     assert_eq!(statuses, want, "{r:#}");
     assert_eq!(r["target"], "x86_64");
     assert_eq!(r["failed_module"], serde_json::Value::Null);
@@ -110,7 +112,12 @@ fn reference_run() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
         let work = work_dir("x86_64-ext4-console");
-        let img = debian_image(&work, &bundle("bootstrap/stage3-sysroot.bst"), "console", &["--set", "quiet_console=false"]);
+        let img = debian_image(
+            &work,
+            &bundle("bootstrap/stage3-sysroot.bst"),
+            "console",
+            &["--set", "quiet_console=false"],
+        );
         let out = work.join("run");
         let o = qemu(&img, &out, "console", "loglevel=7");
         assert!(o.status.success(), "{}", text(&o));
@@ -169,8 +176,12 @@ fn a_initramfs_busybox_stage2_channel_on_ttys1() {
         tarball.display()
     );
     assert_eq!(tar_cat(&tarball, "./usr/share/e2e/words"), b"5\n");
-    let busybox_head: Vec<u8> = std::fs::read(busybox_stage2().join("tools/bin/busybox")).unwrap()[..262144].to_vec();
-    assert!(tar_cat(&tarball, "./usr/share/e2e/blob") == busybox_head, "blob differs from the start of busybox");
+    let busybox_head: Vec<u8> =
+        std::fs::read(busybox_stage2().join("tools/bin/busybox")).unwrap()[..262144].to_vec();
+    assert!(
+        tar_cat(&tarball, "./usr/share/e2e/blob") == busybox_head,
+        "blob differs from the start of busybox"
+    );
 }
 
 #[test]
@@ -190,7 +201,10 @@ fn b_ext4_initrd_channel_on_a_noisy_console() {
     // a module wrote to /dev/kmsg are in the text between frames.
     let console = String::from_utf8_lossy(&std::fs::read(out.join("console.log")).unwrap()).into_owned();
     for i in 1..=8 {
-        assert!(console.contains(&format!("e2e: kernel noise {i} from the slow module")), "noise line {i} not on the console");
+        assert!(
+            console.contains(&format!("e2e: kernel noise {i} from the slow module")),
+            "noise line {i} not on the console"
+        );
     }
     assert!(console.contains("reboot: Power down"));
 }
@@ -208,7 +222,18 @@ fn e_power_cut_in_a_module_resumes_to_the_same_tarball() {
     let out = work.join("run");
     // First boot: the slow module sleeps 600 s; cut the power once it has started.
     let mut c = stagehand();
-    c.args(["qemu", "--target", "x86_64", "--timeout", "400", "--channel", "serial", "--append", "e2e.sleep=600", "--image"]);
+    c.args([
+        "qemu",
+        "--target",
+        "x86_64",
+        "--timeout",
+        "400",
+        "--channel",
+        "serial",
+        "--append",
+        "e2e.sleep=600",
+        "--image",
+    ]);
     c.arg(&img).arg("--out").arg(&out).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut first = c.spawn().expect("run stagehand qemu");
     let slow_log = out.join("logs/03-stage3-slow.log");
@@ -238,7 +263,11 @@ fn e_power_cut_in_a_module_resumes_to_the_same_tarball() {
     let r = report(&out);
     assert_eq!(r["outcome"], "success", "{r:#}");
     let statuses = module_statuses(&r);
-    assert_eq!(statuses.last().map(|s| (s.0.as_str(), s.1.as_str())), Some(("stage3-slow", "success")), "{r:#}");
+    assert_eq!(
+        statuses.last().map(|s| (s.0.as_str(), s.1.as_str())),
+        Some(("stage3-slow", "success")),
+        "{r:#}"
+    );
     let resumes = r["resumes"].as_array().expect("resumes");
     assert_eq!(resumes.len(), 1, "{r:#}");
     assert_eq!(resumes[0]["module"], "stage3-slow");
@@ -257,7 +286,8 @@ fn f_failing_module_reports_and_powers_off() {
     }
     let _t = Timer::start("f failing module");
     let work = work_dir("x86_64-failing-module");
-    let img = debian_image(&work, &bundle("bootstrap/stage3-broken.bst"), "console", &["--on-failure", "poweroff"]);
+    let img =
+        debian_image(&work, &bundle("bootstrap/stage3-broken.bst"), "console", &["--on-failure", "poweroff"]);
     let out = work.join("run");
     let started = Instant::now();
     let o = qemu(&img, &out, "console", "");
@@ -363,7 +393,22 @@ fn g_tampered_channel_recording_is_rejected_never_a_wrong_file() {
     let channel = work.join("channel.out");
     let console = work.join("console.out");
     let status = Command::new("timeout")
-        .args(["300", "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-display", "none", "-no-reboot", "-monitor", "none", "-nic", "none", "-kernel"])
+        .args([
+            "300",
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-m",
+            "512",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-nic",
+            "none",
+            "-kernel",
+        ])
         .arg(kernel())
         .arg("-initrd")
         .arg(&img)
@@ -410,7 +455,10 @@ fn g_tampered_channel_recording_is_rejected_never_a_wrong_file() {
     let out = work.join("flipped");
     let o = collect_file(&flipped_in, &key_file, &out);
     let recovered = assert_right_file_or_loud_failure(&o, &out, &clean_sha);
-    eprintln!("flipped {n} bytes: {}", if recovered { "recovered from the repeats" } else { "failed loudly" });
+    eprintln!(
+        "flipped {n} bytes: {}",
+        if recovered { "recovered from the repeats" } else { "failed loudly" }
+    );
 
     // A forged frame (another key) carrying altered bytes of the sysroot stream, put before
     // the genuine one: rejected, the genuine copy is used.
@@ -434,7 +482,12 @@ fn g_tampered_channel_recording_is_rejected_never_a_wrong_file() {
                                 msg: frame::Message::Data { stream: *stream, offset: *offset, bytes: evil },
                             };
                             let mut wire = Vec::new();
-                            frame::encode(&forged, &Key([0x42; 32]), frame::Direction::AgentToHost, &mut wire);
+                            frame::encode(
+                                &forged,
+                                &Key([0x42; 32]),
+                                frame::Direction::AgentToHost,
+                                &mut wire,
+                            );
                             forged_at = Some((pos.saturating_sub(1), wire));
                         }
                     }
@@ -469,9 +522,26 @@ fn h_container_mode_gives_the_same_sysroot() {
     // Its own network namespace too: without one, sysfs cannot be mounted in a user
     // namespace, and /sys would be packed as the bare folder (0755) instead of the mounted
     // sysfs (0555) the QEMU run packs. So the channel is a file, not loopback TCP.
-    image(debian_stage2(), &bundle("bootstrap/stage3-sysroot.bst"), "file:/stagehand/channel.out", "dir", &root, &["--set", DEBIAN_STAGE2_EXCLUDES]);
+    image(
+        debian_stage2(),
+        &bundle("bootstrap/stage3-sysroot.bst"),
+        "file:/stagehand/channel.out",
+        "dir",
+        &root,
+        &["--set", DEBIAN_STAGE2_EXCLUDES],
+    );
     let agent = Command::new("timeout")
-        .args(["300", "unshare", "--user", "--map-root-user", "--pid", "--mount", "--net", "--fork", "chroot"])
+        .args([
+            "300",
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--mount",
+            "--net",
+            "--fork",
+            "chroot",
+        ])
         .arg(&root)
         .arg("/init")
         .env("STAGEHAND_MODE", "container")
@@ -492,7 +562,13 @@ fn h_container_mode_gives_the_same_sysroot() {
 
 /// Copies guest → host bytes from `from` to `to`, flipping one bit every `every` bytes in
 /// the window [`start`, `end`) and sending a frame forged with another key once, at `start`.
-fn tampering_pump(mut from: impl std::io::Read, mut to: impl std::io::Write, start: usize, end: usize, every: usize) -> (usize, usize) {
+fn tampering_pump(
+    mut from: impl std::io::Read,
+    mut to: impl std::io::Write,
+    start: usize,
+    end: usize,
+    every: usize,
+) -> (usize, usize) {
     use stagehand_agent::wire::{auth::Key, frame};
     let mut seen = 0usize;
     let mut flips = 0usize;
@@ -560,7 +636,22 @@ fn g_live_relay_bit_flips_and_forgery_recover_two_way() {
     let sock = work.join("channel.sock");
     // QEMU waits for the relay to connect before it starts the guest: no byte is lost.
     let mut qemu = Command::new("timeout")
-        .args(["300", "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-display", "none", "-no-reboot", "-monitor", "none", "-nic", "none", "-kernel"])
+        .args([
+            "300",
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg",
+            "-m",
+            "512",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-monitor",
+            "none",
+            "-nic",
+            "none",
+            "-kernel",
+        ])
         .arg(kernel())
         .arg("-initrd")
         .arg(&img)
@@ -578,7 +669,9 @@ fn g_live_relay_bit_flips_and_forgery_recover_two_way() {
         loop {
             match UnixStream::connect(&sock) {
                 Ok(s) => break s,
-                Err(_) if t0.elapsed() < Duration::from_secs(30) => std::thread::sleep(Duration::from_millis(100)),
+                Err(_) if t0.elapsed() < Duration::from_secs(30) => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
                 Err(e) => panic!("QEMU's channel socket {}: {e}", sock.display()),
             }
         }
@@ -606,8 +699,12 @@ fn g_live_relay_bit_flips_and_forgery_recover_two_way() {
     let console = String::from_utf8_lossy(&std::fs::read(work.join("console.log")).unwrap()).into_owned();
     assert!(!console.contains("Attempted to kill init"));
     let tarball = verified_sysroot(&out);
-    let busybox_head: Vec<u8> = std::fs::read(busybox_stage2().join("tools/bin/busybox")).unwrap()[..262144].to_vec();
-    assert!(tar_cat(&tarball, "./usr/share/e2e/blob") == busybox_head, "blob differs from the start of busybox");
+    let busybox_head: Vec<u8> =
+        std::fs::read(busybox_stage2().join("tools/bin/busybox")).unwrap()[..262144].to_vec();
+    assert!(
+        tar_cat(&tarball, "./usr/share/e2e/blob") == busybox_head,
+        "blob differs from the start of busybox"
+    );
     assert_eq!(tar_cat(&tarball, "./usr/share/e2e/words"), b"5\n");
     assert!(names(&tar_listing(&tarball)).iter().all(|n| !n.contains("forged")));
 }

@@ -66,11 +66,7 @@ fn main() {
             }
         }
     }
-    report.push(format!(
-        "PROBE OK uptime={} init-ms={}",
-        uptime(),
-        start.elapsed().as_millis()
-    ));
+    report.push(format!("PROBE OK uptime={} init-ms={}", uptime(), start.elapsed().as_millis()));
     report.push("PROBE DONE".to_string());
     emit_all(&param("probe.out"), &report);
     power_off();
@@ -99,7 +95,11 @@ fn mount_spec(spec: &str) -> String {
     let _ = fs::create_dir_all(dir);
     let (s, t, f) = (cstr(src), cstr(dir), cstr(fs));
     let r = unsafe { libc::mount(s.as_ptr(), t.as_ptr(), f.as_ptr(), 0, opts.as_ptr() as *const _) };
-    if r == 0 { "mounted".into() } else { format!("failed:{}", std::io::Error::last_os_error()) }
+    if r == 0 {
+        "mounted".into()
+    } else {
+        format!("failed:{}", std::io::Error::last_os_error())
+    }
 }
 
 fn cstr(s: &str) -> CString {
@@ -117,7 +117,11 @@ fn load_module(path: &str) -> String {
         "loaded".into()
     } else {
         let e = std::io::Error::last_os_error();
-        if e.raw_os_error() == Some(libc::EEXIST) { "already".into() } else { format!("failed:{e}") }
+        if e.raw_os_error() == Some(libc::EEXIST) {
+            "already".into()
+        } else {
+            format!("failed:{e}")
+        }
     }
 }
 
@@ -229,7 +233,11 @@ fn emit_dev(path: &str, text: &str) -> Result<(), String> {
 
 fn write_durably_text(path: &str, text: &str) -> Result<(), String> {
     let r = write_durably(path, text);
-    if r == "fsynced" { Ok(()) } else { Err(r) }
+    if r == "fsynced" {
+        Ok(())
+    } else {
+        Err(r)
+    }
 }
 
 fn emit_tcp(addr: &str, text: &str) -> Result<(), String> {

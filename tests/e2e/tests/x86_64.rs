@@ -392,29 +392,7 @@ fn g_tampered_channel_recording_is_rejected_never_a_wrong_file() {
     let key_file = work.join("image.cpio.gz.key");
     let channel = work.join("channel.out");
     let console = work.join("console.out");
-    let status = Command::new("timeout")
-        .args([
-            "300",
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-monitor",
-            "none",
-            "-nic",
-            "none",
-            "-kernel",
-        ])
-        .arg(kernel())
-        .arg("-initrd")
-        .arg(&img)
-        .args(["-append", "rdinit=/init console=ttyS0 panic=-1"])
-        .arg("-serial")
-        .arg(format!("file:{}", console.display()))
+    let status = qemu_initramfs(&img, &console)
         .arg("-serial")
         .arg(format!("file:{}", channel.display()))
         .stdin(Stdio::null())
@@ -635,29 +613,7 @@ fn g_live_relay_bit_flips_and_forgery_recover_two_way() {
         .unwrap();
     let sock = work.join("channel.sock");
     // QEMU waits for the relay to connect before it starts the guest: no byte is lost.
-    let mut qemu = Command::new("timeout")
-        .args([
-            "300",
-            "qemu-system-x86_64",
-            "-accel",
-            "tcg",
-            "-m",
-            "512",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-monitor",
-            "none",
-            "-nic",
-            "none",
-            "-kernel",
-        ])
-        .arg(kernel())
-        .arg("-initrd")
-        .arg(&img)
-        .args(["-append", "rdinit=/init console=ttyS0 panic=-1"])
-        .arg("-serial")
-        .arg(format!("file:{}", work.join("console.log").display()))
+    let mut qemu = qemu_initramfs(&img, &work.join("console.log"))
         .arg("-chardev")
         .arg(format!("socket,id=ch0,path={},server=on,wait=on", sock.display()))
         .args(["-serial", "chardev:ch0"])
@@ -707,4 +663,20 @@ fn g_live_relay_bit_flips_and_forgery_recover_two_way() {
     );
     assert_eq!(tar_cat(&tarball, "./usr/share/e2e/words"), b"5\n");
     assert!(names(&tar_listing(&tarball)).iter().all(|n| !n.contains("forged")));
+}
+
+/// `qemu-system-x86_64` (TCG, 300 s at most) booting the initramfs `img` with Debian's
+/// kernel, its console (first serial port) into the file `console`; the caller adds the
+/// channel.
+fn qemu_initramfs(img: &Path, console: &Path) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.args(["300", "qemu-system-x86_64", "-accel", "tcg", "-m", "512", "-display", "none", "-no-reboot"])
+        .args(["-monitor", "none", "-nic", "none", "-kernel"])
+        .arg(kernel())
+        .arg("-initrd")
+        .arg(img)
+        .args(["-append", "rdinit=/init console=ttyS0 panic=-1"])
+        .arg("-serial")
+        .arg(format!("file:{}", console.display()));
+    cmd
 }

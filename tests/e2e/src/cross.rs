@@ -214,6 +214,13 @@ pub fn make_image(c: &Cross, work: &Path, channel: &str) -> PathBuf {
     let bundle = work.join("stage3.tar.gz");
     stage3_bundle(&bundle);
     let image = work.join("image.cpio.gz");
+    write_image(c, &stage2, &bundle, channel, &image);
+    image
+}
+
+/// `stagehand image --format cpio --compress` of `stage2` and `bundle` for `c`, with the
+/// kernel modules the channel needs, into `image`.
+pub fn write_image(c: &Cross, stage2: &Path, bundle: &Path, channel: &str, image: &Path) {
     let modules = kernel_modules(c).expect("checked by ready()");
     // `stagehand image` builds the agent when it is stale: one build (and copy) at a time.
     static IMAGE: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -231,14 +238,13 @@ pub fn make_image(c: &Cross, work: &Path, channel: &str) -> PathBuf {
             channel,
         ])
         .arg("--sysroot")
-        .arg(&stage2)
+        .arg(stage2)
         .arg("--bundle")
-        .arg(&bundle)
+        .arg(bundle)
         .arg("--kernel-modules")
         .arg(&modules)
         .arg("--out")
-        .arg(&image));
-    image
+        .arg(image));
 }
 
 /// `stagehand qemu` for `c` with `channel` (serial, console or tcp); returns the run folder

@@ -56,27 +56,7 @@ fn arm64_debootstrap_second_stage_runs_on_the_target() {
     );
     script(&bundle, "02-check.sh", "#!/bin/sh\nset -e\ndpkg-query -W -f '${Package} ${Architecture}\\n' > /etc/stage3-packages\nuname -m > /etc/stage3-uname\napt-get --version | head -n1\n");
     let image = work.join("image.cpio.gz");
-    let modules = cross::kernel_modules(&ARMV8L64).unwrap();
-    run(Command::new(cross::stagehand())
-        .args([
-            "image",
-            "--target",
-            "armv8l64",
-            "--format",
-            "cpio",
-            "--compress",
-            "--force",
-            "--channel",
-            "tcp:10.0.2.2:7000",
-        ])
-        .arg("--sysroot")
-        .arg(&stage2)
-        .arg("--bundle")
-        .arg(&bundle)
-        .arg("--kernel-modules")
-        .arg(&modules)
-        .arg("--out")
-        .arg(&image));
+    cross::write_image(&ARMV8L64, &stage2, &bundle, "tcp:10.0.2.2:7000", &image);
     let out = work.join("run");
     cross::boot_and_collect(&ARMV8L64, &image, "tcp", &out, &["--port", "0", "--memory", "2048"]);
     cross::verify_transfer(&ARMV8L64, &out, &["second-stage", "check"]);

@@ -200,6 +200,7 @@ fn run_build(sys: &dyn Sys, loaded: &Loaded, report: &Report) -> Finish {
     };
     let hello = Hello {
         agent_version: env!("CARGO_PKG_VERSION").to_string(),
+        contract: stagehand_proto::CONTRACT_VERSION,
         target: cfg.target.clone(),
         kernel: boot::kernel_description(),
         boot_id: boot::boot_id(sys, mode),

@@ -10,8 +10,9 @@
 
 use crate::config::{Config, Mode};
 use crate::kmod;
-use crate::netcfg::{self, IpConfig};
-use crate::sys::{mount_flags as mf, parse_mountinfo, Sys, IFF_UP};
+use crate::netcfg;
+use crate::sys::{parse_mountinfo, MountFlags as mf, Sys, IFF_UP};
+use stagehand_proto::ip::IpConfig;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -156,7 +157,7 @@ impl Booter<'_> {
         name: &'static str,
         fstype: &str,
         target: &str,
-        flags: u64,
+        flags: mf,
         data: Option<&str>,
         essential: bool,
     ) -> bool {
@@ -333,7 +334,7 @@ impl Booter<'_> {
     }
 
     fn remount_root(&mut self) {
-        match self.sys.remount(Path::new("/"), 0, None) {
+        match self.sys.remount(Path::new("/"), mf::empty(), None) {
             Ok(()) => self.step("remount", StepStatus::Done, "/ is read-write"),
             Err(e) => {
                 let st = self.fail_status(self.pid1);
@@ -432,7 +433,7 @@ pub fn boot(sys: &dyn Sys, opts: &BootOptions, log: &mut dyn FnMut(&Step)) -> Bo
         b.remount_root();
     }
 
-    let ip = match opts.ip.as_deref().map(netcfg::parse_ip) {
+    let ip = match opts.ip.as_deref().map(stagehand_proto::ip::parse_ip) {
         Some(Ok(ip)) => ip,
         Some(Err(e)) => {
             b.step("network", StepStatus::Warning, e);
@@ -543,18 +544,18 @@ mod tests {
         assert_eq!(
             calls,
             vec![
-                "mount proc /proc source=proc flags=0xe data=-",
-                "mount devtmpfs /dev source=devtmpfs flags=0x2 data=mode=0755",
+                "mount proc /proc source=proc flags=NODEV | NOEXEC | NOSUID data=-",
+                "mount devtmpfs /dev source=devtmpfs flags=NOSUID data=mode=0755",
                 "symlink /dev/fd -> /proc/self/fd",
                 "symlink /dev/stdin -> /proc/self/fd/0",
                 "symlink /dev/stdout -> /proc/self/fd/1",
                 "symlink /dev/stderr -> /proc/self/fd/2",
-                "mount sysfs /sys source=sysfs flags=0xe data=-",
-                "mount devpts /dev/pts source=devpts flags=0xa data=gid=5,mode=620,ptmxmode=666",
-                "mount tmpfs /dev/shm source=tmpfs flags=0x6 data=mode=1777",
-                "mount tmpfs /tmp source=tmpfs flags=0x6 data=mode=1777",
-                "mount tmpfs /run source=tmpfs flags=0x6 data=mode=0755",
-                "remount / flags=0x0 data=-",
+                "mount sysfs /sys source=sysfs flags=NODEV | NOEXEC | NOSUID data=-",
+                "mount devpts /dev/pts source=devpts flags=NOEXEC | NOSUID data=gid=5,mode=620,ptmxmode=666",
+                "mount tmpfs /dev/shm source=tmpfs flags=NODEV | NOSUID data=mode=1777",
+                "mount tmpfs /tmp source=tmpfs flags=NODEV | NOSUID data=mode=1777",
+                "mount tmpfs /run source=tmpfs flags=NODEV | NOSUID data=mode=0755",
+                "remount / flags=(empty) data=-",
                 "sethostname board",
                 "if_set_flags lo 0x9",
                 "setenv PATH=/usr/bin:/usr/sbin:/bin:/sbin:/tools/bin:/tools/sbin",
@@ -633,8 +634,8 @@ mod tests {
         assert_eq!(
             calls,
             vec![
-                "mount tmpfs /tmp source=tmpfs flags=0x6 data=mode=1777",
-                "mount tmpfs /run source=tmpfs flags=0x6 data=mode=0755",
+                "mount tmpfs /tmp source=tmpfs flags=NODEV | NOSUID data=mode=1777",
+                "mount tmpfs /run source=tmpfs flags=NODEV | NOSUID data=mode=0755",
                 "setenv PATH=/usr/bin:/usr/sbin:/bin:/sbin:/tools/bin:/tools/sbin",
             ]
         );

@@ -1,107 +1,17 @@
 //! Loading kernel modules by name, like `modprobe` but with nothing but `finit_module`.
 //!
-//! Dependencies come from `/lib/modules/$(uname -r)/modules.dep`; modules already loaded
-//! (`/proc/modules`) or built in (`modules.builtin`) are skipped; `EEXIST` counts as
-//! loaded. Compressed modules are handed to the kernel with
-//! `MODULE_INIT_COMPRESSED_FILE`, which kernels >= 5.17 built with
-//! `CONFIG_MODULE_DECOMPRESS` understand; older kernels get a clear error.
+//! Dependencies come from `/lib/modules/$(uname -r)/modules.dep` (read with
+//! [`stagehand_proto::kmod::ModuleIndex`]); modules already loaded (`/proc/modules`) or
+//! built in (`modules.builtin`) are skipped; `EEXIST` counts as loaded. Compressed modules
+//! are handed to the kernel with `MODULE_INIT_COMPRESSED_FILE`, which kernels >= 5.17
+//! built with `CONFIG_MODULE_DECOMPRESS` understand; older kernels get a clear error.
 
 use crate::sys::{is_already_exists, Sys};
-use std::collections::{HashMap, HashSet};
+use stagehand_proto::kmod::{compression_of, loaded_modules, module_name, ModuleIndex};
 use std::path::{Path, PathBuf};
 
 /// `finit_module` flag: the file is compressed, the kernel decompresses it.
 pub const MODULE_INIT_COMPRESSED_FILE: u32 = 4;
-
-const COMPRESSED_SUFFIXES: &[&str] = &[".ko.xz", ".ko.zst", ".ko.gz"];
-
-/// `kernel/drivers/block/virtio_blk.ko.xz` -> `virtio_blk`; dashes become underscores,
-/// as the kernel names modules.
-pub fn module_name(path: &str) -> String {
-    let base = path.rsplit('/').next().unwrap_or(path);
-    let stem = COMPRESSED_SUFFIXES
-        .iter()
-        .chain(std::iter::once(&".ko"))
-        .find_map(|s| base.strip_suffix(s))
-        .unwrap_or(base);
-    stem.replace('-', "_")
-}
-
-fn compression_of(path: &str) -> Option<&'static str> {
-    COMPRESSED_SUFFIXES.iter().find(|s| path.ends_with(*s)).map(|s| &s[3..])
-}
-
-/// What `modules.dep` and `modules.builtin` say.
-#[derive(Debug, Default)]
-pub struct ModuleIndex {
-    /// name -> (path relative to the modules directory, direct dependencies as paths)
-    entries: HashMap<String, (String, Vec<String>)>,
-    builtin: HashSet<String>,
-}
-
-impl ModuleIndex {
-    pub fn parse(modules_dep: &str, modules_builtin: &str) -> ModuleIndex {
-        let mut entries = HashMap::new();
-        for line in modules_dep.lines() {
-            let Some((path, deps)) = line.split_once(':') else { continue };
-            let path = path.trim();
-            if path.is_empty() {
-                continue;
-            }
-            let deps = deps.split_whitespace().map(str::to_string).collect();
-            entries.insert(module_name(path), (path.to_string(), deps));
-        }
-        let builtin =
-            modules_builtin.lines().map(str::trim).filter(|l| !l.is_empty()).map(module_name).collect();
-        ModuleIndex { entries, builtin }
-    }
-
-    pub fn is_builtin(&self, name: &str) -> bool {
-        self.builtin.contains(&module_name(name))
-    }
-
-    /// Module paths to load for `name`, dependencies first, `name` last.
-    pub fn resolve(&self, name: &str) -> Result<Vec<String>, String> {
-        let mut order = Vec::new();
-        let mut seen = HashSet::new();
-        self.visit(&module_name(name), &mut seen, &mut order, 0)?;
-        Ok(order)
-    }
-
-    fn visit(
-        &self,
-        name: &str,
-        seen: &mut HashSet<String>,
-        order: &mut Vec<String>,
-        depth: usize,
-    ) -> Result<(), String> {
-        if !seen.insert(name.to_string()) {
-            return Ok(());
-        }
-        if depth > 64 {
-            return Err(format!(
-                "module dependencies of {name} nest deeper than 64: modules.dep looks broken, rerun depmod"
-            ));
-        }
-        let Some((path, deps)) = self.entries.get(name) else {
-            if self.builtin.contains(name) {
-                return Ok(());
-            }
-            return Err(format!("kernel module {name} is not in modules.dep: is it built for this kernel? (check the name, or run depmod)"));
-        };
-        // modules.dep lists the deepest dependency last; modprobe loads from the end.
-        for dep in deps.iter().rev() {
-            self.visit(&module_name(dep), seen, order, depth + 1)?;
-        }
-        order.push(path.clone());
-        Ok(())
-    }
-}
-
-/// Names in a `/proc/modules` text.
-pub fn loaded_modules(proc_modules: &str) -> HashSet<String> {
-    proc_modules.lines().filter_map(|l| l.split_whitespace().next()).map(module_name).collect()
-}
 
 /// What [`load_modules`] did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -230,31 +140,6 @@ kernel/net/9p/9pnet.ko:
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn names_are_normalised() {
-        assert_eq!(module_name("kernel/net/9p/9pnet-virtio.ko"), "9pnet_virtio");
-        assert_eq!(module_name("a/b/virtio_console.ko.xz"), "virtio_console");
-        assert_eq!(module_name("e1000"), "e1000");
-    }
-
-    #[test]
-    fn dependencies_resolve_deepest_first() {
-        let idx = ModuleIndex::parse(DEP, "");
-        assert_eq!(
-            idx.resolve("virtio_blk").unwrap(),
-            vec![
-                "kernel/drivers/virtio/virtio.ko",
-                "kernel/drivers/virtio/virtio_ring.ko",
-                "kernel/drivers/block/virtio_blk.ko"
-            ]
-        );
-        assert_eq!(
-            idx.resolve("9pnet-virtio").unwrap(),
-            vec!["kernel/net/9p/9pnet.ko", "kernel/net/9p/9pnet-virtio.ko"]
-        );
-        assert!(idx.resolve("nosuch").unwrap_err().contains("nosuch is not in modules.dep"));
     }
 
     #[test]

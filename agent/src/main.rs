@@ -10,7 +10,7 @@ fn main() {
         return;
     }
     // Reading the configuration starts no thread; pid1::install must run before any does.
-    let inputs = config::Inputs::from_process();
+    let inputs = config::inputs_from_process(&LinuxSys);
     let loaded = config::load(&inputs);
     if loaded.mode == config::Mode::Container && loaded.file.is_none() && inputs.env.is_empty() {
         // Run by hand on a live system, the agent would mount over its /tmp and build

@@ -176,11 +176,8 @@ impl Runner {
 
     /// Log file of module `index` (from here).
     pub fn log_path(&self, index: usize, name: &str) -> PathBuf {
-        in_root(&self.config.root, &self.config.logs_dir).join(format!(
-            "{:02}-{}.log",
-            index + 1,
-            sanitize(name)
-        ))
+        in_root(&self.config.root, &self.config.logs_dir)
+            .join(stagehand_proto::logs::module_log_name(index, name))
     }
 
     /// Run the modules the checkpoint says are not built yet, in order.
@@ -480,10 +477,6 @@ impl Runner {
 fn cstring(p: &Path) -> std::ffi::CString {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap_or_else(|_| c"/".to_owned())
-}
-
-fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.+".contains(c) { c } else { '_' }).collect()
 }
 
 /// The last bytes of a module's output.

@@ -75,7 +75,13 @@ fn make_orphans() -> ! {
 /// either): an empty tmpfs, so that boot has to take the fallback path.
 fn hide_host_dev() {
     LinuxSys
-        .mount("tmpfs", std::path::Path::new("/dev"), "tmpfs", 0, Some("mode=0755"))
+        .mount(
+            "tmpfs",
+            std::path::Path::new("/dev"),
+            "tmpfs",
+            stagehand_agent::sys::MountFlags::empty(),
+            Some("mode=0755"),
+        )
         .expect("tmpfs on /dev");
 }
 

@@ -125,7 +125,7 @@ fn run(args: &[String]) -> io::Result<()> {
             // A minimal host for the real agent: `host PORT KEYFILE`, prints when the file
             // stream (2) ended.
             let port: u16 = positional(rest, 0)?.parse().map_err(|_| io::Error::other("PORT"))?;
-            let key = stagehand_agent::wire::Key::from_hex_file(std::path::Path::new(positional(rest, 1)?))?;
+            let key = stagehand_proto::wire::Key::from_hex_file(std::path::Path::new(positional(rest, 1)?))?;
             let listener = TcpListener::bind(("127.0.0.1", port))?;
             let t0 = Instant::now();
             let out = std::env::temp_dir().join(format!("stagehand-bench-host-{}", std::process::id()));

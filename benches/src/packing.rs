@@ -65,8 +65,8 @@ pub fn levels(root: &Path, limit: usize) -> io::Result<()> {
 /// another thread, writing the file. No namespaces, no collect UI: the protocol path alone.
 pub fn tcp_inprocess(root: &Path, gzip: Option<GzipOptions>, out: &Path) -> io::Result<()> {
     use stagehand_agent::channel::tcp::TcpTransport;
-    use stagehand_agent::wire::uplink::Uplink;
-    use stagehand_agent::wire::{Key, Priority};
+    use stagehand_proto::wire::uplink::Uplink;
+    use stagehand_proto::wire::{Key, Priority};
     use std::net::TcpListener;
     use std::time::Duration;
     let listener = TcpListener::bind("127.0.0.1:0")?;
@@ -111,11 +111,11 @@ pub fn tcp_inprocess(root: &Path, gzip: Option<GzipOptions>, out: &Path) -> io::
 /// every read; serves until the agent hangs up. (len, verified, busy seconds, end time).
 pub fn minimal_host(
     listener: std::net::TcpListener,
-    host_key: stagehand_agent::wire::Key,
+    host_key: stagehand_proto::wire::Key,
     stream: u32,
     out_path: &Path,
 ) -> io::Result<(u64, bool, f64, Instant)> {
-    use stagehand_agent::wire::receiver::{Receiver, RxEvent};
+    use stagehand_proto::wire::receiver::{Receiver, RxEvent};
     use std::time::Duration;
     let (mut conn, _) = listener.accept()?;
     conn.set_read_timeout(Some(Duration::from_millis(5)))?;

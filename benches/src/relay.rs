@@ -2,7 +2,7 @@
 //! rate (8N1: 10 bits a byte) and damaged by bit flips and dropped bytes, drawn from a
 //! seeded RNG. Used for lrzsz (two processes) and for the agent's uplink (in-process).
 
-use stagehand_agent::wire::linesim::Rng;
+use stagehand_proto::wire::linesim::Rng;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

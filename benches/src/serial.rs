@@ -4,11 +4,11 @@
 //! - `relay`: stagehand's threaded uplink and the host receiver on the same relay.
 
 use crate::relay::{self, Faults};
-use stagehand_agent::wire::linesim::{self, LineConfig, Rng};
-use stagehand_agent::wire::receiver::{Receiver, RxEvent};
-use stagehand_agent::wire::sender::{Sender, SenderConfig};
-use stagehand_agent::wire::uplink::Uplink;
-use stagehand_agent::wire::{Key, Priority, Transport};
+use stagehand_proto::wire::linesim::{self, LineConfig, Rng};
+use stagehand_proto::wire::receiver::{Receiver, RxEvent};
+use stagehand_proto::wire::sender::{Sender, SenderConfig};
+use stagehand_proto::wire::uplink::Uplink;
+use stagehand_proto::wire::{Key, Priority, Transport};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;

@@ -4,9 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stagehand_agent::channel::ChannelSpec;
-use stagehand_agent::config::Config;
-use stagehand_agent::netcfg::parse_ip;
+use stagehand_proto::channel::ChannelSpec;
+use stagehand_proto::config::Config;
+use stagehand_proto::ip::parse_ip;
 
 fuzz_target!(|data: &[u8]| {
     let text = String::from_utf8_lossy(data);

@@ -9,10 +9,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use stagehand_agent::wire::frame::{Decoded, Decoder, Direction};
-use stagehand_agent::wire::receiver::{Receiver, RxEvent};
-use stagehand_agent::wire::sender::{Sender, SenderConfig};
-use stagehand_agent::wire::{cobs, Key, Priority};
+use stagehand_proto::wire::frame::{Decoded, Decoder, Direction};
+use stagehand_proto::wire::receiver::{Receiver, RxEvent};
+use stagehand_proto::wire::sender::{Sender, SenderConfig};
+use stagehand_proto::wire::{cobs, Key, Priority};
 use std::time::{Duration, Instant};
 
 fn signed(key: &Key, body: &[u8], out: &mut Vec<u8>) {

@@ -3,7 +3,6 @@
 //! to be a static ELF binary of the right machine.
 
 // `ensure_agent` and friends are the API image making calls; not all are used by the CLI itself.
-#![allow(dead_code)]
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -4,7 +4,6 @@
 //! Rust target of the agent, serial consoles, QEMU settings, Debian kernel, ELF identity.
 
 // The lookup API is for the image, qemu and stage2 modules; not all of it is used by the CLI.
-#![allow(dead_code)]
 
 pub mod elf;
 

@@ -2,8 +2,8 @@
 
 mod common;
 use common::*;
-use stagehand_agent::events::Outcome;
-use stagehand_agent::wire::Key;
+use stagehand_proto::events::Outcome;
+use stagehand_proto::wire::Key;
 
 fn setup(outcome: Outcome) -> (tempfile::TempDir, Vec<u8>) {
     let d = tempfile::tempdir().unwrap();

@@ -81,7 +81,7 @@ fn boots_an_initramfs_and_stops_when_the_guest_powers_off() {
 #[test]
 fn refuses_folders_and_unknown_images() {
     let d = tempfile::tempdir().unwrap();
-    write_key(&d.path().join("k"), &stagehand_agent::wire::Key([3; 32]));
+    write_key(&d.path().join("k"), &stagehand_proto::wire::Key([3; 32]));
     let o = run(&[
         "qemu",
         "--target",

@@ -9,10 +9,9 @@
 
 pub mod file;
 pub mod serial;
-pub mod spec;
 pub mod tcp;
 
-pub use spec::{ChannelSpec, Flow};
+pub use stagehand_proto::channel::{ChannelSpec, Flow};
 
 use crate::wire::Transport;
 use std::io;

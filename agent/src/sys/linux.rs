@@ -1,7 +1,7 @@
 //! The real system calls behind [`Sys`], with rustix where it has them and libc for the
 //! network ioctls.
 
-use super::{RebootKind, Sys};
+use super::{MountFlags, RebootKind, Sys};
 use std::ffi::CString;
 use std::io;
 use std::net::Ipv4Addr;
@@ -116,7 +116,7 @@ impl Sys for LinuxSys {
         source: &str,
         target: &Path,
         fstype: &str,
-        flags: u64,
+        flags: MountFlags,
         data: Option<&str>,
     ) -> io::Result<()> {
         let (source, target, fstype) = (cstring(source)?, cpath(target)?, cstring(fstype)?);
@@ -124,15 +124,21 @@ impl Sys for LinuxSys {
         let data_ptr = data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr() as *const libc::c_void);
         // SAFETY: all pointers are NUL-terminated strings that outlive the call.
         check(unsafe {
-            libc::mount(source.as_ptr(), target.as_ptr(), fstype.as_ptr(), flags as libc::c_ulong, data_ptr)
+            libc::mount(
+                source.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                flags.bits() as libc::c_ulong,
+                data_ptr,
+            )
         })
     }
 
-    fn remount(&self, target: &Path, flags: u64, data: Option<&str>) -> io::Result<()> {
+    fn remount(&self, target: &Path, flags: MountFlags, data: Option<&str>) -> io::Result<()> {
         let target = cpath(target)?;
         let data = data.map(cstring).transpose()?;
         let data_ptr = data.as_ref().map_or(std::ptr::null(), |d| d.as_ptr() as *const libc::c_void);
-        let flags = (flags | super::mount_flags::REMOUNT) as libc::c_ulong;
+        let flags = flags.bits() as libc::c_ulong | libc::MS_REMOUNT;
         // SAFETY: as in `mount`; null source and type are allowed for a remount.
         check(unsafe { libc::mount(std::ptr::null(), target.as_ptr(), std::ptr::null(), flags, data_ptr) })
     }

@@ -14,14 +14,17 @@ use std::path::{Path, PathBuf};
 pub use linux::LinuxSys;
 pub use recording::RecordingSys;
 
-/// Mount flags, with the kernel's `MS_*` values.
-pub mod mount_flags {
-    pub const RDONLY: u64 = 1;
-    pub const NOSUID: u64 = 2;
-    pub const NODEV: u64 = 4;
-    pub const NOEXEC: u64 = 8;
-    pub const REMOUNT: u64 = 32;
-    pub const RELATIME: u64 = 1 << 21;
+/// Mount flags (`MS_*`), typed: a call log reads `NOSUID | NODEV`, not `0x6`.
+pub use rustix::mount::MountFlags;
+
+/// `NOSUID | NODEV | ...` (or `(empty)`), as call logs and messages show flags.
+pub fn flag_names(flags: MountFlags) -> String {
+    let names: Vec<&str> = flags.iter_names().map(|(n, _)| n).collect();
+    if names.is_empty() {
+        "(empty)".to_string()
+    } else {
+        names.join(" | ")
+    }
 }
 
 /// Interface flags (`IFF_*`).
@@ -53,11 +56,11 @@ pub trait Sys: Send + Sync {
         source: &str,
         target: &Path,
         fstype: &str,
-        flags: u64,
+        flags: MountFlags,
         data: Option<&str>,
     ) -> io::Result<()>;
     /// `mount(NULL, target, NULL, MS_REMOUNT | flags, data)`.
-    fn remount(&self, target: &Path, flags: u64, data: Option<&str>) -> io::Result<()>;
+    fn remount(&self, target: &Path, flags: MountFlags, data: Option<&str>) -> io::Result<()>;
     fn umount(&self, target: &Path) -> io::Result<()>;
     /// `mkdir -p` with `mode` for the directories it creates.
     fn mkdir_all(&self, path: &Path, mode: u32) -> io::Result<()>;

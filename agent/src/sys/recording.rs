@@ -2,7 +2,7 @@
 //! tests assert the exact sequence of side effects. Reads are served from a scripted
 //! in-memory file table; any call can be scripted to fail with an errno.
 
-use super::{RebootKind, Sys};
+use super::{flag_names, MountFlags, RebootKind, Sys};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv4Addr;
@@ -100,32 +100,28 @@ impl RecordingSys {
     }
 }
 
-fn flags_str(flags: u64) -> String {
-    format!("{flags:#x}")
-}
-
 impl Sys for RecordingSys {
     fn mount(
         &self,
         source: &str,
         target: &Path,
         fstype: &str,
-        flags: u64,
+        flags: MountFlags,
         data: Option<&str>,
     ) -> io::Result<()> {
         self.record(format!(
             "mount {fstype} {} source={source} flags={} data={}",
             target.display(),
-            flags_str(flags),
+            flag_names(flags),
             data.unwrap_or("-")
         ))
     }
 
-    fn remount(&self, target: &Path, flags: u64, data: Option<&str>) -> io::Result<()> {
+    fn remount(&self, target: &Path, flags: MountFlags, data: Option<&str>) -> io::Result<()> {
         self.record(format!(
             "remount {} flags={} data={}",
             target.display(),
-            flags_str(flags),
+            flag_names(flags),
             data.unwrap_or("-")
         ))
     }

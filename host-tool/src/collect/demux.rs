@@ -6,7 +6,7 @@ use super::link::Incoming;
 use super::model::{Report, SysrootRecord};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use stagehand_agent::events::{Event, StreamKind};
+use stagehand_proto::events::{Event, StreamKind};
 use std::collections::BTreeMap;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -523,7 +523,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 pub mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
-    use stagehand_agent::events::{Hello, ModuleOutcome, Outcome};
+    use stagehand_proto::events::{Hello, ModuleOutcome, Outcome};
 
     /// A full successful run as the link would deliver it.
     pub fn successful_run(file: &[u8]) -> Vec<Incoming> {
@@ -532,6 +532,7 @@ pub mod tests {
         let mut events = Vec::new();
         events.extend(ev(Event::Hello(Hello {
             agent_version: "0.1.0".into(),
+            contract: stagehand_proto::CONTRACT_VERSION,
             target: "x86_64".into(),
             kernel: "Linux 6.1".into(),
             boot_id: "b1".into(),

@@ -1,8 +1,8 @@
 //! The thin layer over the protocol's receiver: bytes in, [`Incoming`] items out.
 //! Everything after it (demux, files, report) knows nothing of frames.
 
-use stagehand_agent::wire::receiver::{Receiver, ReceiverConfig, RxEvent, Snapshot};
-use stagehand_agent::wire::Key;
+use stagehand_proto::wire::receiver::{Receiver, ReceiverConfig, RxEvent, Snapshot};
+use stagehand_proto::wire::Key;
 use std::io::Read;
 use std::time::Instant;
 

@@ -73,7 +73,7 @@ impl CollectCmd {
 /// Open the output folder: refuse a finished result unless `force`, resume an interrupted one.
 pub fn prepare_out(
     out: &Path,
-    key: stagehand_agent::wire::Key,
+    key: stagehand_proto::wire::Key,
     force: bool,
     console_name: &str,
 ) -> Result<(Demux, Box<dyn Link>)> {
@@ -239,7 +239,7 @@ fn demux_out(demux: &Demux) -> PathBuf {
 use ui::Display;
 
 fn show_notice(display: &mut dyn Display, notice: &Notice) {
-    use stagehand_agent::events::Event;
+    use stagehand_proto::events::Event;
     match notice {
         Notice::Event(Event::Hello(h)) => display
             .line(&format!("agent {} on {} ({}), {} mode", h.agent_version, h.target, h.kernel, h.mode)),
@@ -414,7 +414,7 @@ mod tests {
         .unwrap();
         assert!(conclude(&out, &demux, &mut Quiet).is_ok());
         assert!(out.join("sysroot.tar.gz").is_file());
-        let err = prepare_out(&out, stagehand_agent::wire::Key([0; 32]), false, "console.log").err().unwrap();
+        let err = prepare_out(&out, stagehand_proto::wire::Key([0; 32]), false, "console.log").err().unwrap();
         assert!(err.to_string().contains("holds a finished result"));
     }
 
@@ -437,7 +437,7 @@ mod tests {
 
     #[test]
     fn build_failure_exits_2_with_the_log_tail() {
-        use stagehand_agent::events::{Event, Outcome};
+        use stagehand_proto::events::{Event, Outcome};
         let d = tempfile::tempdir().unwrap();
         let mut demux = Demux::new(d.path(), "console.log", None).unwrap();
         let line = Event::Finished {

@@ -2,7 +2,7 @@
 //! `stagehand report`. Fed with events; decides status, ETA and outcome.
 
 use serde::{Deserialize, Serialize};
-use stagehand_agent::events::{Event, Outcome};
+use stagehand_proto::events::{Event, Outcome};
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ModuleRecord {
@@ -221,7 +221,7 @@ impl Report {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use stagehand_agent::events::ModuleOutcome;
+    use stagehand_proto::events::ModuleOutcome;
 
     #[test]
     fn eta_from_finished_modules() {

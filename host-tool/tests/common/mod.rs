@@ -1,9 +1,9 @@
 #![allow(dead_code)]
 //! Shared helpers for the command-line tests.
 
-use stagehand_agent::events::{Event, Hello, ModuleOutcome, Outcome, StreamKind};
-use stagehand_agent::wire::sender::{Sender, SenderConfig};
-use stagehand_agent::wire::{Key, Priority};
+use stagehand_proto::events::{Event, Hello, ModuleOutcome, Outcome, StreamKind};
+use stagehand_proto::wire::sender::{Sender, SenderConfig};
+use stagehand_proto::wire::{Key, Priority};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Instant;
@@ -83,6 +83,7 @@ pub fn recorded_run(key: &Key, file: &[u8], outcome: Outcome) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     let hello = Hello {
         agent_version: "0.1.0".into(),
+        contract: stagehand_proto::CONTRACT_VERSION,
         target: "x86_64".into(),
         kernel: "Linux 6.1.0 x86_64".into(),
         boot_id: "boot-1".into(),
@@ -207,6 +208,7 @@ pub fn two_way_run(key: &Key, file: &[u8], conn: &mut std::net::TcpStream) -> bo
     use std::io::{Read, Write};
     let hello = Hello {
         agent_version: "0.1.0".into(),
+        contract: stagehand_proto::CONTRACT_VERSION,
         target: "x86_64".into(),
         kernel: "Linux".into(),
         boot_id: "b".into(),

@@ -379,7 +379,7 @@ fn assert_right_file_or_loud_failure(o: &std::process::Output, out: &Path, clean
 #[test]
 #[ignore = "boots QEMU for tens of seconds: run by tests/e2e/run.sh"]
 fn g_tampered_channel_recording_is_rejected_never_a_wrong_file() {
-    use stagehand_agent::wire::{auth::Key, cobs, frame};
+    use stagehand_proto::wire::{auth::Key, cobs, frame};
     if !have_tools() {
         return;
     }
@@ -547,7 +547,7 @@ fn tampering_pump(
     end: usize,
     every: usize,
 ) -> (usize, usize) {
-    use stagehand_agent::wire::{auth::Key, frame};
+    use stagehand_proto::wire::{auth::Key, frame};
     let mut seen = 0usize;
     let mut flips = 0usize;
     let mut forged = false;

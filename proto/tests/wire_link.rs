@@ -1,10 +1,10 @@
 //! Sender and receiver over the simulated line: every fault the link may show.
 
-use stagehand_agent::wire::frame::RejectReason;
-use stagehand_agent::wire::linesim::{simulate, Faults, LineConfig, Rng, SimResult, Workload};
-use stagehand_agent::wire::receiver::Receiver;
-use stagehand_agent::wire::sender::{Sender, SenderConfig};
-use stagehand_agent::wire::{Key, Priority, EVENTS_STREAM};
+use stagehand_proto::wire::frame::RejectReason;
+use stagehand_proto::wire::linesim::{simulate, Faults, LineConfig, Rng, SimResult, Workload};
+use stagehand_proto::wire::receiver::Receiver;
+use stagehand_proto::wire::sender::{Sender, SenderConfig};
+use stagehand_proto::wire::{Key, Priority, EVENTS_STREAM};
 
 fn key() -> Key {
     Key([0x42; 32])
@@ -209,7 +209,7 @@ fn wrong_key_is_rejected_with_bad_tag() {
 /// Line bytes per stream byte for the frame sizes the links use (docs/protocol.md).
 #[test]
 fn frame_overhead() {
-    use stagehand_agent::wire::frame::{encode, Direction, Frame, Message, MAX_DATA};
+    use stagehand_proto::wire::frame::{encode, Direction, Frame, Message, MAX_DATA};
     let mut report = String::new();
     for (what, size) in
         [("min", 64), ("serial start", 1024), ("4 KiB", 4096), ("serial max", 16384), ("TCP max", MAX_DATA)]

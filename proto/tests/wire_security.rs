@@ -1,9 +1,9 @@
 //! Authentication: forged, replayed, reflected and foreign-session frames are rejected.
 
-use stagehand_agent::wire::frame::{encode, Direction, Frame, Message, RejectReason};
-use stagehand_agent::wire::receiver::{Receiver, RxEvent};
-use stagehand_agent::wire::sender::{Sender, SenderConfig};
-use stagehand_agent::wire::{cobs, Key, Priority};
+use stagehand_proto::wire::frame::{encode, Direction, Frame, Message, RejectReason};
+use stagehand_proto::wire::receiver::{Receiver, RxEvent};
+use stagehand_proto::wire::sender::{Sender, SenderConfig};
+use stagehand_proto::wire::{cobs, Key, Priority};
 use std::time::{Duration, Instant};
 
 fn key() -> Key {

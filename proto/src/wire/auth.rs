@@ -68,7 +68,7 @@ impl Key {
         Ok(Key(k))
     }
 
-    /// Read a key file written by [`Key::to_hex`] (plus newline).
+    /// Read a key file written by [`Key::write_new_file`].
     pub fn from_hex_file(path: &Path) -> std::io::Result<Key> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             std::io::Error::new(e.kind(), format!("cannot read key file {}: {e}", path.display()))
@@ -79,6 +79,24 @@ impl Key {
                 format!("key file {}: {e}; regenerate it or pass the image's key", path.display()),
             )
         })
+    }
+
+    /// The key file's whole text: 64 lowercase hex digits and a newline.
+    pub fn file_text(&self) -> String {
+        format!("{}\n", self.to_hex())
+    }
+
+    /// Write a new key file, readable by its owner only from the first byte on (never
+    /// written first and chmodded after). Fails if `path` exists.
+    pub fn write_new_file(&self, path: &Path) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f =
+            std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("cannot create key file {}: {e}", path.display()))
+            })?;
+        f.write_all(self.file_text().as_bytes())?;
+        f.sync_all()
     }
 
     /// 64 lowercase hex digits, no newline.
@@ -126,6 +144,21 @@ mod tests {
         std::fs::write(&p, "nope").unwrap();
         let e = Key::from_hex_file(&p).unwrap_err().to_string();
         assert!(e.contains("key file") && e.contains("64 hex digits"), "{e}");
+    }
+
+    #[test]
+    fn a_new_key_file_is_private_from_the_start_and_never_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img.key");
+        let k = Key::generate().unwrap();
+        k.write_new_file(&p).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(Key::from_hex_file(&p).unwrap(), k);
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), k.file_text());
+        let e = Key::generate().unwrap().write_new_file(&p).unwrap_err().to_string();
+        assert!(e.contains("img.key"), "{e}");
+        assert_eq!(Key::from_hex_file(&p).unwrap(), k, "the first key is kept");
     }
 
     #[test]

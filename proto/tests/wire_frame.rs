@@ -1,8 +1,8 @@
 //! Property tests of the frame codec on damaged byte streams.
 
 use proptest::prelude::*;
-use stagehand_agent::wire::frame::{encode, Ack, Decoded, Decoder, Direction, Frame, Message, StreamAck};
-use stagehand_agent::wire::Key;
+use stagehand_proto::wire::frame::{encode, Ack, Decoded, Decoder, Direction, Frame, Message, StreamAck};
+use stagehand_proto::wire::Key;
 
 fn key() -> Key {
     Key([7; 32])

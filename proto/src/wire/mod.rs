@@ -31,6 +31,7 @@
 pub mod auth;
 pub mod cobs;
 pub mod frame;
+#[cfg(feature = "linesim")]
 pub mod linesim;
 pub mod receiver;
 pub mod sender;

@@ -1,10 +1,10 @@
 //! The threaded uplink over a real-time simulated pipe, with a host thread collecting.
 
-use stagehand_agent::wire::linesim::{pipe, LineConfig, PipeHost, Rng};
-use stagehand_agent::wire::receiver::{Receiver, RxEvent};
-use stagehand_agent::wire::sender::{Sender, SenderConfig};
-use stagehand_agent::wire::uplink::Uplink;
-use stagehand_agent::wire::{Key, Priority, EVENTS_STREAM};
+use stagehand_proto::wire::linesim::{pipe, LineConfig, PipeHost, Rng};
+use stagehand_proto::wire::receiver::{Receiver, RxEvent};
+use stagehand_proto::wire::sender::{Sender, SenderConfig};
+use stagehand_proto::wire::uplink::Uplink;
+use stagehand_proto::wire::{Key, Priority, EVENTS_STREAM};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};

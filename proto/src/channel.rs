@@ -17,6 +17,9 @@ pub enum Flow {
 /// A parsed channel specification. The text forms:
 /// - `serial:DEV[,BAUD][,flow=none|rtscts][,oneway]`
 /// - `console[:DEV][,oneway]` (share the console; default `/dev/console`)
+///
+/// `DEV` is a path (`/dev/ttyS1`) or the kernel's name of the port (`ttyS1`, as in
+/// `console=ttyS1`), which means `/dev/ttyS1`.
 /// - `tcp:HOST:PORT` (`HOST` may be `[v6addr]`)
 /// - `file:PATH` (append, one-way)
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,12 +44,27 @@ fn absolute(what: &str, p: &str) -> Result<PathBuf, String> {
     }
 }
 
+/// A device as a path, or as the kernel spells it in `console=ttyS1`: a bare name is
+/// `/dev/NAME`.
+fn device(what: &str, p: &str) -> Result<PathBuf, String> {
+    if !p.contains('/') && !p.is_empty() && p != "." && p != ".." {
+        return Ok(PathBuf::from("/dev").join(p));
+    }
+    absolute(what, p)
+}
+
 impl FromStr for ChannelSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
         let s = s.trim();
         let (kind, rest) = s.split_once(':').unwrap_or((s, ""));
+        if let Some((k @ ("serial" | "console"), _)) = kind.split_once(',') {
+            return Err(format!(
+                "channel {s:?}: options follow the device after a colon, like {k}:{},oneway",
+                if k == "console" { "" } else { "/dev/ttyS1" }
+            ));
+        }
         match kind {
             "serial" | "console" => {
                 let mut parts = rest.split(',');
@@ -75,13 +93,13 @@ impl FromStr for ChannelSpec {
                     if flow != Flow::None {
                         return Err(format!("channel {s:?}: the console's flow control is not the agent's to set"));
                     }
-                    let device = if dev.is_empty() { PathBuf::from(DEFAULT_CONSOLE) } else { absolute("console", dev)? };
+                    let device = if dev.is_empty() { PathBuf::from(DEFAULT_CONSOLE) } else { device("console", dev)? };
                     return Ok(ChannelSpec::Console { device, one_way });
                 }
                 if dev.is_empty() {
                     return Err(format!("channel {s:?}: name the serial device, like serial:/dev/ttyS1,115200"));
                 }
-                Ok(ChannelSpec::Serial { device: absolute("serial", dev)?, baud: baud.unwrap_or(DEFAULT_BAUD), flow, one_way })
+                Ok(ChannelSpec::Serial { device: device("serial", dev)?, baud: baud.unwrap_or(DEFAULT_BAUD), flow, one_way })
             }
             "tcp" => {
                 let (host, port) = rest
@@ -180,10 +198,21 @@ mod tests {
     }
 
     #[test]
+    fn the_kernels_spelling_of_a_port_names_the_device_under_dev() {
+        assert_eq!(p("serial:ttyS1,115200"), p("serial:/dev/ttyS1,115200"));
+        assert_eq!(p("serial:ttyAMA1").to_string(), "serial:/dev/ttyAMA1,115200");
+        assert_eq!(p("console:hvc0,oneway").to_string(), "console:/dev/hvc0,oneway");
+    }
+
+    #[test]
     fn bad_specs_say_what_is_wrong() {
         for (s, needle) in [
             ("serial:", "name the serial device"),
-            ("serial:ttyS1", "absolute"),
+            ("serial:dev/ttyS1", "absolute"),
+            ("console,oneway", "console:,oneway"),
+            ("serial,/dev/ttyS1", "serial:/dev/ttyS1,oneway"),
+            ("serial:/dev/ttyS1,20000000", "out of range"),
+            ("tcp:10.0.2.2:0", "port 0"),
             ("serial:/dev/ttyS1,0", "out of range"),
             ("serial:/dev/ttyS1,99999999999", "too large"),
             ("serial:/dev/ttyS1,fast", "unknown option"),
@@ -193,7 +222,7 @@ mod tests {
             ("tcp:h:0", "port 0"),
             ("file:out.bin", "absolute"),
             ("usb:/dev/x", "unknown kind"),
-            ("console,flow=rtscts", "unknown kind"),
+            ("console,flow=rtscts", "after a colon"),
             ("console:/dev/ttyS0,flow=rtscts", "flow control"),
         ] {
             let e = s.parse::<ChannelSpec>().unwrap_err();

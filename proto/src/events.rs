@@ -23,6 +23,9 @@ pub struct Hello {
     pub config_digest: String,
     /// `pid1` or `container`.
     pub mode: String,
+    /// [`crate::CONTRACT_VERSION`] of the agent; 0 from agents older than the field.
+    #[serde(default)]
+    pub contract: u32,
 }
 
 /// What a stream other than the events stream carries; announced before its first byte.

@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// The architecture table.
-    Targets(targets::TargetsCmd),
+    Targets(targets::cmd::TargetsCmd),
     /// Build the static agent.
     Agent(agent_build::AgentCmd),
     /// Cross-build (bst build + checkout) or take a stage 2 sysroot, then fix it up.
@@ -49,7 +49,14 @@ pub fn main() -> ! {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let _ = e.print();
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::ValueValidation | ErrorKind::InvalidValue) {
+                // A value the contract refuses: its one line says what is wrong and the fix.
+                let text = e.render().to_string();
+                eprintln!("stagehand: {}", text.lines().next().unwrap_or("").trim_start_matches("error: "));
+            } else {
+                let _ = e.print();
+            }
             std::process::exit(if e.use_stderr() { 1 } else { 0 });
         }
     };

@@ -53,15 +53,6 @@ pub fn sha256_file(path: &Path) -> Result<(String, u64)> {
     Ok((to_hex(&hasher.finalize()), len))
 }
 
-/// 32 random bytes from the kernel, as 64 hex digits.
-pub fn random_key_hex() -> Result<String> {
-    let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut key))
-        .context("cannot read /dev/urandom for a fresh key")?;
-    Ok(to_hex(&key))
-}
-
 /// Refuse to replace `path` unless `force`; with `force`, remove what is there.
 pub fn claim_output(path: &Path, force: bool) -> Result<()> {
     if std::fs::symlink_metadata(path).is_ok() {
@@ -104,15 +95,6 @@ pub fn run(cmd: &mut std::process::Command) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn key_is_64_hex_digits_and_fresh() {
-        let a = random_key_hex().unwrap();
-        let b = random_key_hex().unwrap();
-        assert_eq!(a.len(), 64);
-        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
-        assert_ne!(a, b);
-    }
 
     #[test]
     fn sha256_of_known_bytes() {

@@ -57,7 +57,7 @@ fn dir_image_has_agent_config_bundle_and_matching_keys() {
     check_tree(&root);
     let cfg: serde_json::Value =
         serde_json::from_slice(&std::fs::read(root.join("etc/stagehand/agent.json")).unwrap()).unwrap();
-    assert_eq!(cfg["nameserver"], "10.0.2.3");
+    assert_eq!(cfg["nameserver"], serde_json::json!(["10.0.2.3"]));
     assert_eq!(cfg["one_way_repeats"], 3);
     assert_eq!(cfg["on_failure"], "shell");
     let inside = std::fs::read_to_string(root.join("etc/stagehand/key")).unwrap();
@@ -237,7 +237,7 @@ fn bad_inputs_are_named() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "usage error");
-    assert!(text(&o).contains("unknown channel"));
+    assert!(text(&o).contains("unknown kind \"carrier-pigeon\""), "{}", text(&o));
     assert!(!i.dir.path().join("o").exists());
 }
 
@@ -380,4 +380,109 @@ fn folder_bundle_is_copied_in() {
             .unwrap();
     assert_eq!(cfg["bundle"], "/stagehand/bundle");
     assert_eq!(cfg["bundle_kind"], "buildstream");
+}
+
+/// A valid value for every key of docs/config.md: the image is written with all of them.
+const EVERY_SETTING: &[(&str, &str)] = &[
+    ("mode", "pid1"),
+    ("target", "x86_64"),
+    ("bundle", "/stagehand/bundle.tar.gz"),
+    ("bundle_kind", "buildstream"),
+    ("channel", "serial:ttyS1,57600,flow=rtscts"),
+    ("key_file", "/etc/stagehand/key"),
+    ("on_success", "reboot"),
+    ("on_failure", "shell"),
+    ("modules", "e1000,virtio_net"),
+    ("ip", "10.0.2.15::10.0.2.2:255.255.255.0:board:eth0:off"),
+    ("nameserver", "10.0.2.3,10.0.2.4"),
+    ("hostname", "board-1"),
+    ("remount_rw", "true"),
+    ("state_dir", "/var/lib/stagehand"),
+    ("logs_dir", "/var/log/stagehand"),
+    ("exclude", "/proc,/tmp"),
+    ("exclude_defaults", "false"),
+    ("compression", "none"),
+    ("gzip_level", "9"),
+    ("threads", "2"),
+    ("keep_copy", "/keep.tar"),
+    ("clamp_mtime", "1320937200"),
+    ("env", "MAKEFLAGS=-j2,LC_ALL=C"),
+    ("path", "/usr/bin:/bin"),
+    ("one_way_repeats", "3"),
+    ("quiet_console", "false"),
+    ("max_log_bytes", "1000"),
+    ("console", "/dev/ttyS0"),
+    ("shell", "/bin/bash"),
+    ("stop_grace_secs", "3"),
+];
+
+#[test]
+fn an_image_with_every_documented_setting_loads_in_the_agent_without_a_warning() {
+    use stagehand_proto::config::{load_with, EndAction, Inputs as AgentInputs};
+    let documented: Vec<&str> = stagehand_proto::config::key_names().collect();
+    let covered: Vec<&str> = EVERY_SETTING.iter().map(|(k, _)| *k).collect();
+    assert_eq!(covered, documented, "EVERY_SETTING must give a value for each key, in the table's order");
+
+    let i = Inputs::new();
+    let sets: Vec<String> = EVERY_SETTING.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut extra: Vec<&str> = vec!["--on-success", "halt", "--on-failure", "reboot"];
+    for s in &sets {
+        extra.extend(["--set", s]);
+    }
+    // one variable added to the env the table set (a later env= would replace them all)
+    extra.extend(["--set", "env.CFLAGS=-O2 -g"]);
+    let o = i.image("dir", "root", &extra);
+    assert!(o.status.success(), "{}", text(&o));
+    let cfg_path = i.dir.path().join("root/etc/stagehand/agent.json");
+    let loaded = load_with(
+        &AgentInputs { args: vec!["--config".into(), cfg_path.display().to_string()], ..Default::default() },
+        |p| std::fs::read_to_string(p),
+    );
+    assert_eq!(loaded.warnings, Vec::<String>::new());
+    let c = loaded.config;
+    assert_eq!(c.channel.to_string(), "serial:/dev/ttyS1,57600,flow=rtscts");
+    // --set wins over the flags it repeats, as it is written after them
+    assert_eq!((c.on_success, c.on_failure), (EndAction::Reboot, EndAction::Shell));
+    assert_eq!(c.modules, ["e1000", "virtio_net"]);
+    assert_eq!(c.nameserver, ["10.0.2.3", "10.0.2.4"]);
+    assert_eq!(c.env.get("CFLAGS").map(String::as_str), Some("-O2 -g"));
+    assert_eq!(c.env.get("LC_ALL").map(String::as_str), Some("C"));
+    assert_eq!((c.gzip_level, c.threads, c.stop_grace_secs), (9, 2, 3));
+    assert_eq!(c.clamp_mtime, Some(1320937200));
+}
+
+#[test]
+fn channels_and_settings_the_agent_refuses_are_refused_with_one_line() {
+    let i = Inputs::new();
+    let image_with_channel = |channel: &str, out: &str| {
+        let mut args = vec!["image", "--target", "x86_64", "--channel", channel, "--format", "dir"];
+        let (s, b, a, o) = (i.p("sysroot"), i.p("bundle.tar.gz"), i.p("agent-bin"), i.p(out));
+        args.extend(["--sysroot", &s, "--bundle", &b, "--agent", &a, "--out", &o]);
+        stagehand().args(&args).output().unwrap()
+    };
+    for channel in
+        ["tcp:10.0.2.2:0", "console,oneway", "console:/dev/ttyS0,flow=rtscts", "serial:/dev/ttyS1,20000000"]
+    {
+        let out = image_with_channel(channel, "refused");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{channel}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{channel}: {err}");
+        assert!(err.contains(channel) && err.contains("--channel"), "{channel}: {err}");
+        assert!(!i.dir.path().join("refused").exists());
+    }
+    for (set, needle) in
+        [("gzip_level=12", "0 to 9"), ("ip=10.0.2.15/24", "ip="), ("nosuch=1", "unknown setting")]
+    {
+        let out = i.image("dir", "refused", &["--set", set]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(1), "{set}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{set}: {err}");
+        assert!(err.contains(needle) && err.contains(set), "{set}: {err}");
+        assert!(!i.dir.path().join("refused").exists());
+    }
+    // The kernel's spelling of a port names the device under /dev, on both sides.
+    let out = image_with_channel("serial:ttyS1,115200", "kernel-spelling");
+    assert!(out.status.success(), "{}", text(&out));
+    let cfg = std::fs::read_to_string(i.dir.path().join("kernel-spelling/etc/stagehand/agent.json")).unwrap();
+    assert!(cfg.contains("\"serial:/dev/ttyS1,115200\""), "{cfg}");
 }

@@ -291,6 +291,20 @@ fn want_choice<T: Copy>(v: &Value, choices: &[(&str, T)]) -> Result<T, String> {
     })
 }
 
+impl std::str::FromStr for EndAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<EndAction, String> {
+        want_choice(&Value::String(s.to_string()), END_ACTIONS)
+    }
+}
+
+impl std::fmt::Display for EndAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 const END_ACTIONS: &[(&str, EndAction)] = &[
     ("poweroff", EndAction::Poweroff),
     ("reboot", EndAction::Reboot),
@@ -415,6 +429,24 @@ impl Config {
             _ => return Err("unknown key".to_string()),
         }
         Ok(())
+    }
+
+    /// The JSON value of `key` written as text, the way `stagehand image --set KEY=VALUE`
+    /// takes it: JSON when it starts with `[`, `{` or `"` (or is `null`), else the kernel
+    /// command line's text form (lists comma-separated, `env` as `NAME=VALUE,...`). Checked
+    /// against the schema: the value returned is one [`Config::set`] accepts.
+    pub fn value_from_text(key: &str, text: &str) -> Result<Value, String> {
+        let kind = kind_of(key).ok_or_else(|| {
+            format!("unknown setting {key:?} (known: {})", key_names().collect::<Vec<_>>().join(", "))
+        })?;
+        let t = text.trim_start();
+        let value = if t.starts_with(['[', '{', '"']) || t == "null" {
+            serde_json::from_str(text).map_err(|e| format!("{key}: not valid JSON ({e})"))?
+        } else {
+            text_to_value(kind, text)
+        };
+        Config::default().set(key, &value).map_err(|e| format!("{key}: {e}"))?;
+        Ok(value)
     }
 
     /// Set one key from its text form (`stagehand.KEY=VALUE`, `STAGEHAND_KEY=VALUE`).
@@ -726,6 +758,34 @@ mod tests {
         assert_eq!(c.hostname.as_deref(), Some("b1"));
         assert_eq!(c.env.get("CFLAGS").map(String::as_str), Some("-O2 -g"));
         assert_eq!(w.len(), 3, "{w:#?}");
+    }
+
+    #[test]
+    fn text_values_are_checked_against_the_schema() {
+        assert_eq!(
+            Config::value_from_text("modules", "e1000,virtio_net").unwrap(),
+            serde_json::json!(["e1000", "virtio_net"])
+        );
+        assert_eq!(Config::value_from_text("modules", r#"["e1000"]"#).unwrap(), serde_json::json!(["e1000"]));
+        assert_eq!(Config::value_from_text("hostname", "123").unwrap(), serde_json::json!("123"));
+        assert_eq!(Config::value_from_text("gzip_level", "9").unwrap(), serde_json::json!(9));
+        assert_eq!(Config::value_from_text("clamp_mtime", "null").unwrap(), Value::Null);
+        assert_eq!(
+            Config::value_from_text("env", "A=1,B=2").unwrap(),
+            serde_json::json!({"A": "1", "B": "2"})
+        );
+        for (key, text, needle) in [
+            ("gzip_level", "12", "0 to 9"),
+            ("frobnicate", "1", "unknown setting"),
+            ("channel", "console,oneway", "console:,oneway"),
+            ("remount_rw", "maybe", "true or false"),
+            ("modules", "[1", "not valid JSON"),
+        ] {
+            let e = Config::value_from_text(key, text).unwrap_err();
+            assert!(e.contains(needle), "{key}={text}: {e}");
+        }
+        assert_eq!("reboot".parse::<EndAction>(), Ok(EndAction::Reboot));
+        assert!("explode".parse::<EndAction>().unwrap_err().contains("poweroff, reboot, halt, shell, exit"));
     }
 
     #[test]

@@ -28,3 +28,31 @@ pub mod wire;
 /// does not. A host meeting an agent of a newer contract says so and goes on with what it
 /// understands.
 pub const CONTRACT_VERSION: u32 = 1;
+
+/// What a host of this contract says to an agent announcing `agent_contract` in its hello,
+/// or `None` when they match. Older agents (0: before the field existed, or a lower
+/// number) and newer ones are both collected; the message says which side to update.
+pub fn contract_mismatch(agent_contract: u32) -> Option<String> {
+    use std::cmp::Ordering::*;
+    match agent_contract.cmp(&CONTRACT_VERSION) {
+        Equal => None,
+        Less => Some(format!(
+            "the agent speaks contract {agent_contract}, this stagehand {CONTRACT_VERSION}: collecting what both know; rebuild the image with this stagehand to get the rest"
+        )),
+        Greater => Some(format!(
+            "the agent speaks contract {agent_contract}, newer than this stagehand's {CONTRACT_VERSION}: collecting what this host understands; update stagehand on the host"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_contract_mismatch_names_the_side_to_update() {
+        assert_eq!(super::contract_mismatch(super::CONTRACT_VERSION), None);
+        assert!(super::contract_mismatch(0).unwrap().contains("rebuild the image"));
+        assert!(super::contract_mismatch(super::CONTRACT_VERSION + 1)
+            .unwrap()
+            .contains("update stagehand on the host"));
+    }
+}

@@ -241,8 +241,13 @@ use ui::Display;
 fn show_notice(display: &mut dyn Display, notice: &Notice) {
     use stagehand_proto::events::Event;
     match notice {
-        Notice::Event(Event::Hello(h)) => display
-            .line(&format!("agent {} on {} ({}), {} mode", h.agent_version, h.target, h.kernel, h.mode)),
+        Notice::Event(Event::Hello(h)) => {
+            display
+                .line(&format!("agent {} on {} ({}), {} mode", h.agent_version, h.target, h.kernel, h.mode));
+            if let Some(m) = stagehand_proto::contract_mismatch(h.contract) {
+                display.line(&format!("warning: {m}"));
+            }
+        }
         Notice::Event(Event::Plan { bundle_kind, modules, completed }) => display.line(&format!(
             "plan: {} {bundle_kind} modules ({} already built)",
             modules.len(),

@@ -126,6 +126,11 @@ impl Report {
                 self.target = Some(h.target.clone());
                 self.kernel = Some(h.kernel.clone());
                 self.mode = Some(h.mode.clone());
+                if let Some(m) = stagehand_proto::contract_mismatch(h.contract) {
+                    if !self.warnings.contains(&m) {
+                        self.warnings.push(m);
+                    }
+                }
                 if !self.boot_ids.contains(&h.boot_id) {
                     self.boot_ids.push(h.boot_id.clone());
                 }
@@ -266,5 +271,25 @@ mod tests {
         );
         assert_eq!(r.modules[0].status, "skipped");
         assert_eq!(r.modules[1].status, "pending");
+    }
+
+    #[test]
+    fn an_agent_of_another_contract_is_collected_with_a_warning() {
+        let hello = |contract| {
+            Event::from_line(
+                format!(r#"{{"event":"hello","agent_version":"0.0.9","target":"x86_64","kernel":"k","boot_id":"b","config_digest":"c","mode":"pid1"{contract}}}"#)
+                    .as_bytes(),
+            )
+            .unwrap()
+        };
+        let mut r = Report::new(0);
+        r.apply(&hello(format!(r#","contract":{}"#, stagehand_proto::CONTRACT_VERSION)), 0.0);
+        assert!(r.warnings.is_empty());
+        // an agent older than the field: it still parses, and the report says so once
+        r.apply(&hello(String::new()), 0.0);
+        r.apply(&hello(String::new()), 1.0);
+        assert_eq!(r.warnings.len(), 1);
+        assert!(r.warnings[0].contains("rebuild the image"), "{:?}", r.warnings);
+        assert_eq!(r.agent_version.as_deref(), Some("0.0.9"));
     }
 }

@@ -3,61 +3,9 @@
 //! with a `modules.dep` that lists only what was copied.
 
 use anyhow::{Context, Result};
-use std::collections::{BTreeMap, BTreeSet};
+use stagehand_proto::kmod::{module_name, ModuleIndex};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-
-/// `virtio-blk` and `virtio_blk` are one module; the file name without `.ko[.xz|.zst|.gz]`.
-pub fn module_name(path: &str) -> String {
-    let base = path.rsplit('/').next().unwrap_or(path);
-    let stem = base.split(".ko").next().unwrap_or(base);
-    stem.replace('-', "_")
-}
-
-/// One `modules.dep`: module name → (its path, the paths of its dependencies).
-pub struct ModulesDep {
-    entries: BTreeMap<String, (String, Vec<String>)>,
-}
-
-impl ModulesDep {
-    pub fn parse(text: &str) -> ModulesDep {
-        let mut entries = BTreeMap::new();
-        for line in text.lines() {
-            let Some((path, deps)) = line.split_once(':') else {
-                continue;
-            };
-            let path = path.trim();
-            if path.is_empty() {
-                continue;
-            }
-            let deps = deps.split_whitespace().map(str::to_string).collect();
-            entries.insert(module_name(path), (path.to_string(), deps));
-        }
-        ModulesDep { entries }
-    }
-
-    /// The files a module needs (itself and its dependencies), or None when unknown.
-    pub fn closure(&self, name: &str) -> Option<Vec<String>> {
-        let (path, deps) = self.entries.get(&name.replace('-', "_"))?;
-        let mut files = vec![path.clone()];
-        files.extend(deps.iter().cloned());
-        Some(files)
-    }
-
-    /// The `modules.dep` lines of exactly `files` (those that are modules).
-    pub fn subset(&self, files: &BTreeSet<String>) -> String {
-        let mut out = String::new();
-        for (path, deps) in self.entries.values() {
-            if files.contains(path) {
-                out.push_str(&format!(
-                    "{path}:{}{}\n",
-                    if deps.is_empty() { "" } else { " " },
-                    deps.join(" ")
-                ));
-            }
-        }
-        out
-    }
-}
 
 /// What [`install`] did.
 #[derive(Debug, Default)]
@@ -83,20 +31,16 @@ pub fn install(src: &Path, required: &[String], optional: &[&str], root: &Path) 
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .context("the modules folder has no name (it must be named after the kernel version)")?;
-    let dep = ModulesDep::parse(&text);
-    let builtin: BTreeSet<String> = std::fs::read_to_string(src.join("modules.builtin"))
-        .unwrap_or_default()
-        .lines()
-        .map(module_name)
-        .collect();
+    let builtin = std::fs::read_to_string(src.join("modules.builtin")).unwrap_or_default();
+    let dep = ModuleIndex::parse(&text, &builtin);
     let mut done = Installed { version: version.clone(), ..Installed::default() };
     let mut files = BTreeSet::new();
     let wanted = required.iter().map(|n| (n.as_str(), true)).chain(optional.iter().map(|n| (*n, false)));
     for (name, must) in wanted {
-        let norm = name.replace('-', "_");
+        let norm = module_name(name);
         match dep.closure(&norm) {
             Some(f) => files.extend(f),
-            None if builtin.contains(&norm) => done.builtin.push(norm),
+            None if dep.is_builtin(&norm) => done.builtin.push(norm),
             None if must => anyhow::bail!(
                 "kernel {version} has no module {name} (not in {}, not built in)",
                 dep_file.display()

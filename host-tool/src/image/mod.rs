@@ -5,15 +5,13 @@ pub mod kmods;
 pub mod newc;
 
 use anyhow::{Context, Result};
+use stagehand_proto::channel::ChannelSpec;
+use stagehand_proto::config::{Config, EndAction};
+use stagehand_proto::paths::{self, in_image};
+use stagehand_proto::wire::Key;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-
-/// Where things go inside the image.
-pub const AGENT_PATH: &str = "init";
-pub const CONFIG_PATH: &str = "etc/stagehand/agent.json";
-pub const KEY_PATH: &str = "etc/stagehand/key";
-pub const BUNDLE_DIR: &str = "stagehand";
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -25,83 +23,6 @@ pub enum Format {
     Cpio,
     /// An ext4 file system image (mke2fs -d, no mounting).
     Ext4,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Then {
-    Poweroff,
-    Reboot,
-    Halt,
-    Shell,
-}
-
-impl Then {
-    fn name(self) -> &'static str {
-        match self {
-            Then::Poweroff => "poweroff",
-            Then::Reboot => "reboot",
-            Then::Halt => "halt",
-            Then::Shell => "shell",
-        }
-    }
-}
-
-/// How the agent reaches the host, in the agent configuration's own syntax (kept as
-/// written): `serial:DEV[,BAUD][,flow=none|rtscts][,oneway]`, `console[:DEV][,oneway]`,
-/// `tcp:HOST:PORT`, `file:PATH`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Channel(String);
-
-impl std::str::FromStr for Channel {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let usage = "use serial:DEV[,BAUD], tcp:HOST:PORT, file:PATH or console";
-        let check_opts = |opts: &[&str], allow_baud: bool| -> Result<(), String> {
-            for (i, o) in opts.iter().enumerate() {
-                let ok = *o == "oneway"
-                    || *o == "flow=none"
-                    || *o == "flow=rtscts"
-                    || (allow_baud && i == 0 && o.parse::<u32>().is_ok_and(|b| b > 0));
-                if !ok {
-                    return Err(format!("unknown channel option '{o}' in '{s}'"));
-                }
-            }
-            Ok(())
-        };
-        if let Some(rest) = s.strip_prefix("serial:") {
-            let parts: Vec<&str> = rest.split(',').collect();
-            if !parts[0].starts_with('/') {
-                return Err(format!("serial device in '{s}' must be a path like /dev/ttyS1"));
-            }
-            check_opts(&parts[1..], true)?;
-        } else if s == "console" || s.starts_with("console:") || s.starts_with("console,") {
-            let rest = s.trim_start_matches("console").trim_start_matches(':');
-            let parts: Vec<&str> = rest.split(',').collect();
-            if !parts[0].is_empty() && !parts[0].starts_with('/') {
-                return Err(format!("console device in '{s}' must be a path like /dev/ttyS0"));
-            }
-            check_opts(&parts[1..], false)?;
-        } else if let Some(rest) = s.strip_prefix("tcp:") {
-            let (host, port) = rest.rsplit_once(':').ok_or_else(|| format!("'{s}' lacks a port; {usage}"))?;
-            port.parse::<u16>().map_err(|_| format!("bad port '{port}' in '{s}'"))?;
-            if host.is_empty() {
-                return Err(format!("'{s}' lacks a host; {usage}"));
-            }
-        } else if let Some(path) = s.strip_prefix("file:") {
-            if !path.starts_with('/') {
-                return Err(format!("'{s}' needs an absolute path; {usage}"));
-            }
-        } else {
-            return Err(format!("unknown channel '{s}'; {usage}"));
-        }
-        Ok(Channel(s.to_string()))
-    }
-}
-
-impl std::fmt::Display for Channel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
 }
 
 /// `stagehand image --sysroot DIR|TAR --bundle FILE --target ARCH --channel C --format F --out PATH`
@@ -117,25 +38,29 @@ pub struct ImageCmd {
     /// Baserock architecture name.
     #[arg(long, value_name = "ARCH")]
     pub target: String,
-    /// How the agent reaches the host: serial:DEV[,BAUD], tcp:HOST:PORT, file:PATH, console.
+    /// How the agent reaches the host: serial:DEV[,BAUD][,flow=rtscts][,oneway],
+    /// console[:DEV][,oneway], tcp:HOST:PORT or file:PATH (the agent's own syntax).
     #[arg(long, value_name = "CHANNEL")]
-    pub channel: Channel,
+    pub channel: ChannelSpec,
     /// Image format.
     #[arg(long, value_enum)]
     pub format: Format,
     /// Output path (a folder for --format dir).
     #[arg(long, value_name = "PATH")]
     pub out: PathBuf,
-    /// What the agent does after a successful run.
-    #[arg(long, value_enum, default_value = "poweroff")]
-    pub on_success: Then,
-    /// What the agent does after a failed run.
-    #[arg(long, value_enum, default_value = "poweroff")]
-    pub on_failure: Then,
+    /// What the agent does after a successful run: poweroff, reboot, halt, shell or exit
+    /// (exit: container mode only; as PID 1 it powers off).
+    #[arg(long, value_name = "ACTION", default_value = "poweroff")]
+    pub on_success: EndAction,
+    /// What the agent does after a failed run (same choices).
+    #[arg(long, value_name = "ACTION", default_value = "poweroff")]
+    pub on_failure: EndAction,
     /// Agent binary to embed (default: build it for the target).
     #[arg(long, value_name = "FILE")]
     pub agent: Option<PathBuf>,
-    /// Extra agent setting, KEY=VALUE (VALUE is JSON if it parses as JSON, else a string).
+    /// Extra agent setting, KEY=VALUE, any key of docs/config.md (or env.NAME=VALUE).
+    /// VALUE as on the kernel command line (lists comma-separated), or JSON when it starts
+    /// with [ { or ". Checked here with the agent's own validator.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
     /// ext4 image size (e.g. 2G, 800M); default: tree size × 1.5 + 512 MiB.
@@ -157,14 +82,15 @@ pub struct ImageCmd {
     pub kernel_module: Vec<String>,
 }
 
-/// The agent's configuration file for one image.
+/// The agent's configuration file for one image: the keys given, each checked by the
+/// contract's validator, and the whole document loaded back as the agent would load it.
 pub fn agent_config(
     target: &str,
     bundle_in_image: &str,
     bundle_kind: Option<&str>,
-    channel: &Channel,
-    on_success: Then,
-    on_failure: Then,
+    channel: &ChannelSpec,
+    on_success: EndAction,
+    on_failure: EndAction,
     sets: &[String],
 ) -> Result<serde_json::Value> {
     let mut cfg = serde_json::json!({
@@ -178,12 +104,24 @@ pub fn agent_config(
         cfg["bundle_kind"] = kind.into();
     }
     for s in sets {
-        let (k, v) = s.split_once('=').with_context(|| format!("--set '{s}' is not KEY=VALUE"))?;
-        if k.is_empty() {
-            anyhow::bail!("--set '{s}' has an empty key");
+        let (k, v) = s.split_once('=').with_context(|| format!("--set {s:?} is not KEY=VALUE"))?;
+        if let Some(name) = k.strip_prefix("env.") {
+            if name.is_empty() || name.contains('\0') {
+                anyhow::bail!("--set {s:?}: name the variable, like --set env.MAKEFLAGS=-j4");
+            }
+            if !cfg["env"].is_object() {
+                cfg["env"] = serde_json::json!({});
+            }
+            cfg["env"][name] = v.into();
+            continue;
         }
-        let value = serde_json::from_str(v).unwrap_or_else(|_| serde_json::Value::String(v.into()));
+        let value = Config::value_from_text(k, v).map_err(|e| anyhow::anyhow!("--set {s:?}: {e}"))?;
         cfg[k] = value;
+    }
+    let mut warnings = Vec::new();
+    Config::default().apply_json(&cfg.to_string(), "agent.json", &mut warnings);
+    if let Some(w) = warnings.first() {
+        anyhow::bail!("the agent would not accept this configuration: {w}");
     }
     Ok(cfg)
 }
@@ -194,38 +132,29 @@ pub struct Payload<'a> {
     /// `None` when the bundle is already in the sysroot.
     pub bundle: Option<&'a Path>,
     pub config: serde_json::Value,
-    pub key_hex: &'a str,
-}
-
-/// File name of the bundle inside the image, keeping its compression suffix.
-pub fn bundle_name(bundle: &Path) -> String {
-    let n = bundle.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    for ext in [".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar"] {
-        if n.ends_with(ext) {
-            return format!("bundle{ext}");
-        }
-    }
-    "bundle.tar.gz".into()
+    pub key: &'a Key,
 }
 
 /// Put the agent, its configuration, the bundle and the key into `root`.
 pub fn embed(root: &Path, p: &Payload, bundle_in_image: &str) -> Result<()> {
-    let init = root.join(AGENT_PATH);
+    let init = root.join(in_image(paths::AGENT));
     if std::fs::symlink_metadata(&init).is_ok() {
         std::fs::remove_file(&init).with_context(|| format!("cannot replace {}", init.display()))?;
     }
     std::fs::copy(p.agent, &init).with_context(|| format!("cannot copy the agent {}", p.agent.display()))?;
     std::fs::set_permissions(&init, std::fs::Permissions::from_mode(0o755))?;
-    let etc = root.join("etc/stagehand");
-    std::fs::create_dir_all(&etc)?;
+    let config = root.join(in_image(paths::CONFIG));
+    std::fs::create_dir_all(config.parent().expect("the configuration has a folder"))?;
     let mut json = serde_json::to_vec_pretty(&p.config)?;
     json.push(b'\n');
-    std::fs::write(root.join(CONFIG_PATH), json)?;
-    let key = root.join(KEY_PATH);
-    std::fs::write(&key, format!("{}\n", p.key_hex))?;
-    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))?;
+    std::fs::write(&config, json)?;
+    let key = root.join(in_image(paths::KEY));
+    if std::fs::symlink_metadata(&key).is_ok() {
+        std::fs::remove_file(&key).with_context(|| format!("cannot replace {}", key.display()))?;
+    }
+    p.key.write_new_file(&key)?;
     if let Some(bundle) = p.bundle {
-        let dest = root.join(bundle_in_image.trim_start_matches('/'));
+        let dest = root.join(in_image(bundle_in_image));
         std::fs::create_dir_all(dest.parent().expect("bundle path has a folder"))?;
         if bundle.is_dir() {
             crate::util::run(std::process::Command::new("cp").arg("-a").arg(bundle).arg(&dest))
@@ -234,7 +163,7 @@ pub fn embed(root: &Path, p: &Payload, bundle_in_image: &str) -> Result<()> {
             std::fs::copy(bundle, &dest)
                 .with_context(|| format!("cannot copy the bundle {}", bundle.display()))?;
         }
-    } else if !root.join(bundle_in_image.trim_start_matches('/')).is_file() {
+    } else if !root.join(in_image(bundle_in_image)).is_file() {
         anyhow::bail!("the sysroot has no {bundle_in_image}: give the build bundle with --bundle");
     }
     // A kernel console before devtmpfs is mounted; needs root, the cpio writer adds it anyway.
@@ -406,20 +335,21 @@ impl ImageCmd {
             anyhow::bail!("sysroot {} does not exist", self.sysroot.display());
         }
         let (bundle_kind, bundle_in_image) = match &self.bundle {
-            Some(b) if b.is_dir() => (crate::bundle::kind_of_tree(b)?, format!("/{BUNDLE_DIR}/bundle")),
-            Some(b) if b.is_file() => {
-                (crate::bundle::kind_of_tarball(b)?, format!("/{BUNDLE_DIR}/{}", bundle_name(b)))
-            }
+            Some(b) if b.is_dir() => (crate::bundle::kind_of_tree(b)?, paths::bundle_path(None)),
+            Some(b) if b.is_file() => (
+                crate::bundle::kind_of_tarball(b)?,
+                paths::bundle_path(Some(&b.file_name().unwrap_or_default().to_string_lossy())),
+            ),
             Some(b) => {
                 anyhow::bail!("bundle {} does not exist (make one with `stagehand bundle`)", b.display())
             }
-            None => ("morph", "/native-bootstrap".to_string()),
+            None => ("morph", paths::MORPH_BUNDLE.to_string()),
         };
         let size = self.size.as_deref().map(parse_size).transpose()?;
         if self.compress && matches!(self.format, Format::Dir | Format::Ext4) {
             anyhow::bail!("--compress applies to --format tar or cpio only");
         }
-        let key_out = key_path_for(&self.out);
+        let key_out = paths::key_beside(&self.out);
         crate::util::claim_output(&self.out, self.force)?;
         crate::util::claim_output(&key_out, self.force)?;
         let agent = match &self.agent {
@@ -436,7 +366,7 @@ impl ImageCmd {
             self.on_failure,
             &self.set,
         )?;
-        let key_hex = crate::util::random_key_hex()?;
+        let key = Key::generate().context("cannot get random bytes for a fresh key")?;
 
         let parent = self.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent)?;
@@ -451,7 +381,7 @@ impl ImageCmd {
         crate::fixup::print_changes(&self.sysroot, &changes);
         embed(
             &root,
-            &Payload { agent: &agent, bundle: self.bundle.as_deref(), config, key_hex: &key_hex },
+            &Payload { agent: &agent, bundle: self.bundle.as_deref(), config, key: &key },
             &bundle_in_image,
         )?;
         if let Some(dir) = &self.kernel_modules {
@@ -459,7 +389,8 @@ impl ImageCmd {
             if let Some(list) = config_modules(&root)? {
                 required.extend(list);
             }
-            let done = kmods::install(dir, &required, crate::qemu::WIRING_MODULES, &root)?;
+            let wired = arch.target.qemu.wiring.as_ref().map(|w| w.modules()).unwrap_or_default();
+            let done = kmods::install(dir, &required, &wired, &root)?;
             eprintln!(
                 "stagehand: {} module files for kernel {} in /lib/modules/{}{}",
                 done.files,
@@ -474,8 +405,7 @@ impl ImageCmd {
         }
         eprintln!("stagehand: writing the {:?} image", self.format);
         write_format(&root, self.format, &self.out, self.compress, size)?;
-        std::fs::write(&key_out, format!("{key_hex}\n"))?;
-        std::fs::set_permissions(&key_out, std::fs::Permissions::from_mode(0o600))?;
+        key.write_new_file(&key_out)?;
 
         println!("image: {}", self.out.display());
         println!("key:   {} (give it to `stagehand collect --key`)", key_out.display());
@@ -488,7 +418,7 @@ impl ImageCmd {
 
 /// The `modules` key of the configuration written into `root`.
 fn config_modules(root: &Path) -> Result<Option<Vec<String>>> {
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join(CONFIG_PATH))?)?;
+    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join(in_image(paths::CONFIG)))?)?;
     Ok(match &cfg["modules"] {
         serde_json::Value::Array(a) => {
             Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
@@ -500,48 +430,35 @@ fn config_modules(root: &Path) -> Result<Option<Vec<String>>> {
     })
 }
 
-/// `<out>.key`, beside the image.
-pub fn key_path_for(out: &Path) -> PathBuf {
-    let mut s = out.as_os_str().to_os_string();
-    s.push(".key");
-    PathBuf::from(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn channels_parse_and_print() {
-        for s in [
-            "serial:/dev/ttyS1,115200",
-            "serial:/dev/ttyAMA1",
-            "serial:/dev/ttyS1,9600,flow=rtscts,oneway",
-            "tcp:10.0.2.2:7000",
-            "tcp:[fe80::1]:7000",
-            "file:/dev/vda2",
-            "console",
-            "console:/dev/hvc0,oneway",
-        ] {
-            assert_eq!(s.parse::<Channel>().unwrap().to_string(), s);
-        }
-        assert!("serial:/dev/ttyS1,fast".parse::<Channel>().is_err());
-        assert!("console:hvc0".parse::<Channel>().is_err());
-        assert!("serial:ttyS1".parse::<Channel>().is_err());
-        assert!("tcp:host".parse::<Channel>().is_err());
-        assert!("udp:x".parse::<Channel>().is_err());
+    fn config(channel: &str, sets: &[&str]) -> Result<serde_json::Value> {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let channel: ChannelSpec = channel.parse().map_err(anyhow::Error::msg)?;
+        agent_config(
+            "x86_64",
+            "/stagehand/bundle.tar.gz",
+            Some("buildstream"),
+            &channel,
+            EndAction::Poweroff,
+            EndAction::Shell,
+            &sets,
+        )
     }
 
     #[test]
     fn config_has_the_agreed_keys_and_overrides() {
-        let c = agent_config(
-            "x86_64",
-            "/stagehand/bundle.tar.gz",
-            Some("buildstream"),
-            &"console".parse().unwrap(),
-            Then::Poweroff,
-            Then::Shell,
-            &["ip=\"10.0.2.15/24\"".into(), "one_way_repeats=3".into(), "hostname=board".into()],
+        let c = config(
+            "console",
+            &[
+                "ip=10.0.2.15::10.0.2.2:255.255.255.0",
+                "one_way_repeats=3",
+                "hostname=board",
+                "modules=e1000,virtio_net",
+                "env.MAKEFLAGS=-j4",
+            ],
         )
         .unwrap();
         assert_eq!(c["target"], "x86_64");
@@ -550,17 +467,44 @@ mod tests {
         assert_eq!(c["on_failure"], "shell");
         assert_eq!(c["one_way_repeats"], 3);
         assert_eq!(c["hostname"], "board");
-        assert_eq!(c["ip"], "10.0.2.15/24");
-        assert!(agent_config(
-            "x",
-            "/b",
-            None,
-            &"console".parse().unwrap(),
-            Then::Halt,
-            Then::Halt,
-            &["novalue".into()]
-        )
-        .is_err());
+        assert_eq!(c["modules"], serde_json::json!(["e1000", "virtio_net"]));
+        assert_eq!(c["env"], serde_json::json!({"MAKEFLAGS": "-j4"}));
+        let mut warnings = Vec::new();
+        let mut loaded = Config::default();
+        loaded.apply_json(&c.to_string(), "agent.json", &mut warnings);
+        assert_eq!(warnings, Vec::<String>::new());
+        assert_eq!(loaded.on_failure, EndAction::Shell);
+    }
+
+    #[test]
+    fn settings_the_agent_would_refuse_are_refused_here_with_one_line() {
+        for (sets, needle) in [
+            (&["novalue"][..], "not KEY=VALUE"),
+            (&["gzip_level=12"], "0 to 9"),
+            (&["frobnicate=1"], "unknown setting"),
+            (&["ip=10.0.2.15/24"], "ip="),
+            (&["channel=tcp:h:0"], "port 0"),
+            (&["env.=x"], "name the variable"),
+        ] {
+            let e = format!("{:#}", config("console", sets).unwrap_err());
+            assert!(e.contains(needle) && !e.contains('\n'), "{sets:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_channels_the_agent_refuses_do_not_parse_here_either() {
+        for s in [
+            "tcp:10.0.2.2:0",
+            "console,oneway",
+            "console:/dev/ttyS0,flow=rtscts",
+            "serial:/dev/ttyS1,20000000",
+        ] {
+            assert!(s.parse::<ChannelSpec>().is_err(), "{s}");
+        }
+        assert_eq!(
+            "serial:ttyS1,115200".parse::<ChannelSpec>().unwrap().to_string(),
+            "serial:/dev/ttyS1,115200"
+        );
     }
 
     #[test]
@@ -569,11 +513,5 @@ mod tests {
         assert_eq!(parse_size("800M").unwrap(), 800 << 20);
         assert!(parse_size("lots").is_err());
         assert_eq!(auto_ext4_size(100 << 20), 662 << 20);
-    }
-
-    #[test]
-    fn bundle_names_keep_their_suffix() {
-        assert_eq!(bundle_name(Path::new("/x/bootstrap-stage3-sysroot.tar.gz")), "bundle.tar.gz");
-        assert_eq!(bundle_name(Path::new("b.tar")), "bundle.tar");
     }
 }

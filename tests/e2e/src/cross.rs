@@ -6,56 +6,57 @@
 use crate::{cache_dir, in_ci, run, sha256sum, workspace};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::{LazyLock, OnceLock};
 
-/// One architecture as the scenarios need it.
-#[derive(Clone, Copy, Debug)]
+/// One architecture as the scenarios need it, read from the host tool's own table
+/// (`targets/*.json`), so the suites never copy a target's facts.
+#[derive(Clone, Debug)]
 pub struct Cross {
     /// Baserock name (`--target`).
-    pub target: &'static str,
+    pub target: String,
     /// Folder name of `scripts/kernels.sh` (and its argument).
-    pub kernel: &'static str,
+    pub kernel: String,
     /// Debian architecture (busybox-static:<deb_arch>).
-    pub deb_arch: &'static str,
+    pub deb_arch: String,
     /// `uname -m` on the emulated machine.
-    pub uname_m: &'static str,
-    /// qemu-user binary that runs the target's busybox on the host (for its applet list).
-    pub qemu_user: &'static str,
-    pub qemu_system: &'static str,
+    pub uname_m: String,
+    /// qemu-user binary that runs the target's busybox on the host (for its applet list);
+    /// empty for the host's own architecture.
+    pub qemu_user: String,
+    pub qemu_system: String,
 }
 
-pub const ARMV8L64: Cross = Cross {
-    target: "armv8l64",
-    kernel: "aarch64",
-    deb_arch: "arm64",
-    uname_m: "aarch64",
-    qemu_user: "qemu-aarch64-static",
-    qemu_system: "qemu-system-aarch64",
-};
-pub const PPC64L: Cross = Cross {
-    target: "ppc64l",
-    kernel: "ppc64le",
-    deb_arch: "ppc64el",
-    uname_m: "ppc64le",
-    qemu_user: "qemu-ppc64le-static",
-    qemu_system: "qemu-system-ppc64",
-};
-pub const ARMV7LHF: Cross = Cross {
-    target: "armv7lhf",
-    kernel: "armv7",
-    deb_arch: "armhf",
-    uname_m: "armv7l",
-    qemu_user: "qemu-arm-static",
-    qemu_system: "qemu-system-arm",
-};
-pub const X86_64: Cross = Cross {
-    target: "x86_64",
-    kernel: "x86_64",
-    deb_arch: "amd64",
-    uname_m: "x86_64",
-    qemu_user: "",
-    qemu_system: "qemu-system-x86_64",
-};
+impl Cross {
+    /// The scenario facts of `target`, from the architecture table.
+    pub fn of(target: &str) -> Cross {
+        let t = stagehand::targets::lookup(target).unwrap_or_else(|e| panic!("{e:#}"));
+        let qemu_user = match &t.rust {
+            stagehand::targets::RustAgent::Available(r) => r.qemu_user.clone().unwrap_or_default(),
+            stagehand::targets::RustAgent::Unavailable { .. } => String::new(),
+        };
+        Cross {
+            kernel: t
+                .kernel
+                .cache_name
+                .clone()
+                .unwrap_or_else(|| panic!("targets/{target}.json: no kernel.cache_name")),
+            deb_arch: t
+                .kernel
+                .debian_arch
+                .clone()
+                .unwrap_or_else(|| panic!("targets/{target}.json: no kernel.debian_arch")),
+            uname_m: t.uname_m[0].clone(),
+            qemu_user: if t.name == "x86_64" { String::new() } else { qemu_user },
+            qemu_system: t.qemu.binary.clone(),
+            target: t.name,
+        }
+    }
+}
+
+pub static ARMV8L64: LazyLock<Cross> = LazyLock::new(|| Cross::of("armv8l64"));
+pub static PPC64L: LazyLock<Cross> = LazyLock::new(|| Cross::of("ppc64l"));
+pub static ARMV7LHF: LazyLock<Cross> = LazyLock::new(|| Cross::of("armv7lhf"));
+pub static X86_64: LazyLock<Cross> = LazyLock::new(|| Cross::of("x86_64"));
 
 /// Whether the opt-in architectures (ppc64l, armv7lhf) are asked for.
 pub fn cross_all_wanted() -> bool {
@@ -96,7 +97,7 @@ fn have(tool: &str) -> bool {
 
 /// The cached kernel's `modules/<version>` folder, when `scripts/kernels.sh` made it.
 pub fn kernel_modules(c: &Cross) -> Option<PathBuf> {
-    let dir = cache_dir().join("kernels").join(c.kernel);
+    let dir = cache_dir().join("kernels").join(&c.kernel);
     let version = std::fs::read_to_string(dir.join("version")).ok()?;
     let m = dir.join("modules").join(version.trim());
     (dir.join("vmlinuz").is_file() && m.join("modules.dep").is_file()).then_some(m)
@@ -104,7 +105,7 @@ pub fn kernel_modules(c: &Cross) -> Option<PathBuf> {
 
 /// Everything a scenario for `c` needs, or false with the reason (a failure in CI).
 pub fn ready(c: &Cross) -> bool {
-    for tool in [c.qemu_system, c.qemu_user].into_iter().filter(|t| !t.is_empty()) {
+    for tool in [c.qemu_system.as_str(), c.qemu_user.as_str()].into_iter().filter(|t| !t.is_empty()) {
         if !need(have(tool), &format!("{tool} is missing: run scripts/setup.sh")) {
             return false;
         }
@@ -124,12 +125,12 @@ pub fn busybox(c: &Cross) -> PathBuf {
     // Scenarios run in parallel threads: one download at a time.
     static DOWNLOAD: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = DOWNLOAD.lock().unwrap_or_else(|p| p.into_inner());
-    let dir = cache_dir().join("busybox").join(c.deb_arch);
+    let dir = cache_dir().join("busybox").join(&c.deb_arch);
     let bin = dir.join("bin/busybox");
     if bin.is_file() {
         return bin;
     }
-    let conf = cache_dir().join("apt").join(c.deb_arch).join("apt.conf");
+    let conf = cache_dir().join("apt").join(&c.deb_arch).join("apt.conf");
     assert!(
         conf.is_file(),
         "{} is missing: run scripts/kernels.sh {} first (it writes the private apt configuration)",
@@ -172,7 +173,7 @@ pub fn busybox_stage2(c: &Cross, root: &Path) {
     let list = if c.qemu_user.is_empty() {
         run(Command::new(&bb).arg("--list"))
     } else {
-        run(Command::new(c.qemu_user).arg(&bb).arg("--list"))
+        run(Command::new(&c.qemu_user).arg(&bb).arg("--list"))
     };
     let applets = String::from_utf8_lossy(&list.stdout).to_string();
     assert!(applets.lines().any(|a| a == "sh"), "{} --list has no sh", bb.display());
@@ -229,7 +230,7 @@ pub fn write_image(c: &Cross, stage2: &Path, bundle: &Path, channel: &str, image
         .args([
             "image",
             "--target",
-            c.target,
+            &c.target,
             "--format",
             "cpio",
             "--compress",
@@ -258,7 +259,7 @@ pub fn boot_and_collect(
 ) -> std::time::Duration {
     let started = std::time::Instant::now();
     let o = run(Command::new(stagehand())
-        .args(["qemu", "--target", c.target, "--channel", channel, "--timeout", "300", "--force"])
+        .args(["qemu", "--target", c.target.as_str(), "--channel", channel, "--timeout", "300", "--force"])
         .arg("--image")
         .arg(image)
         .arg("--out")
@@ -303,7 +304,7 @@ pub fn verify_transfer(c: &Cross, out: &Path, module_names: &[&str]) -> serde_js
     assert_eq!(report["target"], c.target);
     assert_eq!(report["mode"], "pid1");
     let kernel = report["kernel"].as_str().unwrap_or_default().to_string();
-    assert!(kernel.ends_with(c.uname_m), "kernel in report.json: {kernel}");
+    assert!(kernel.ends_with(c.uname_m.as_str()), "kernel in report.json: {kernel}");
     let tarball = out.join("sysroot.tar.gz");
     assert!(tarball.is_file(), "no verified tarball in {}", out.display());
     assert!(!out.join("sysroot.tar.gz.partial").exists());

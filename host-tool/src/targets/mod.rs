@@ -1,14 +1,18 @@
 //! The architecture table: one definition per architecture under `targets/`, embedded at
 //! build time (see `build.rs`), from which every name of an architecture is derived:
 //! Baserock/Morph name, `uname -m`, GNU triples, kernel ARCH, BuildStream arch option,
-//! Rust target of the agent, serial consoles, QEMU settings, Debian kernel, ELF identity.
+//! Rust target of the agent, serial consoles, QEMU settings and wiring, Debian kernel, ELF
+//! identity.
+//!
+//! This module is the model and the table; [`resolve`] answers "which target is `uname -m`
+//! X", [`render`] turns targets into text, [`cmd`] is the `stagehand targets` verb.
 
-// The lookup API is for the image, qemu and stage2 modules; not all of it is used by the CLI.
-
+pub mod cmd;
 pub mod elf;
+pub mod render;
+pub mod resolve;
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use anyhow::{bail, Context as _};
@@ -136,6 +140,58 @@ pub struct Qemu {
     pub extra_args: Vec<String>,
     /// Whether a boot with these settings has been seen working.
     pub boot_verified: bool,
+    /// How the agent's links and a disk are attached on this machine; `None`: only the
+    /// console is known to work.
+    pub wiring: Option<Wiring>,
+}
+
+/// The per-machine QEMU wiring `stagehand qemu` uses. In argument lists `{chardev}` stands
+/// for the channel's socket chardev (`socket,id=channel,path=...`) and `{disk}` for the
+/// disk image's path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wiring {
+    /// A link apart from the console (second UART, virtio-serial port, hvc1).
+    pub serial: Link,
+    /// A NIC on QEMU's user-mode network.
+    pub tcp: Link,
+    /// Arguments that attach `{disk}` as the guest's /dev/vda.
+    pub disk: Vec<String>,
+    /// Modules an agent-mounted disk root needs (the agent or an initrd loads them).
+    pub disk_modules: Vec<String>,
+    /// Whether a disk root needs an initrd with this machine's Debian kernel (its block
+    /// driver and ext4 are modules).
+    pub disk_root_needs_initrd: bool,
+    /// Arguments when no network is wired (e.g. `-nic none`: no default NIC's option ROM).
+    pub no_network: Vec<String>,
+    /// Kernel command line words needed when the channel shares the console.
+    pub console_kernel_args: Vec<String>,
+    pub note: Option<String>,
+}
+
+/// One way of wiring the agent's channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Link {
+    pub qemu_args: Vec<String>,
+    /// The agent's `channel` setting for it; `None` for TCP (the port is chosen at boot).
+    pub agent_channel: Option<String>,
+    /// Kernel modules the agent loads before it opens the channel.
+    pub modules: Vec<String>,
+}
+
+impl Wiring {
+    /// Every module this wiring may ask an agent to load: what `stagehand image
+    /// --kernel-modules` copies into an image for the target by default.
+    pub fn modules(&self) -> Vec<&str> {
+        let mut all: Vec<&str> = Vec::new();
+        for m in self.serial.modules.iter().chain(&self.tcp.modules).chain(&self.disk_modules) {
+            if !all.contains(&m.as_str()) {
+                all.push(m);
+            }
+        }
+        all
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +204,9 @@ pub struct Kernel {
     /// Glob of the kernel image inside the package, relative to its root.
     pub image_path: Option<String>,
     pub note: Option<String>,
+    /// Folder name under the kernel cache (`scripts/kernels.sh NAME`), when that script
+    /// fetches a kernel for this target.
+    pub cache_name: Option<String>,
 }
 
 /// What the ELF header of a binary for this target says.
@@ -190,17 +249,6 @@ impl Target {
         match (self.elf.arm_float_abi.as_deref(), info.arm_float_abi()) {
             (Some(want), Some(have)) => want == have,
             _ => true,
-        }
-    }
-
-    fn rust_cell(&self) -> String {
-        match &self.rust {
-            RustAgent::Available(r) => {
-                format!("{} ({})", r.triple, if r.libc == Libc::Musl { "musl" } else { "gnu+crt-static" })
-            }
-            RustAgent::Unavailable { reason, .. } => {
-                format!("none: {}", reason.split(" (").next().unwrap_or(reason))
-            }
         }
     }
 }
@@ -254,288 +302,6 @@ pub fn lookup(name: &str) -> anyhow::Result<Target> {
 /// Targets whose `uname -m` list has this value.
 pub fn candidates_for_uname(uname_m: &str) -> anyhow::Result<Vec<&'static Target>> {
     Ok(all()?.iter().filter(|t| t.uname_m.iter().any(|u| u == uname_m)).collect())
-}
-
-/// The answer to "which architecture is `uname -m` X (whose binary is this ELF)?".
-#[derive(Debug, Clone, Serialize)]
-pub struct Resolution {
-    pub uname_m: String,
-    /// Every target this `uname -m` can mean.
-    pub candidates: Vec<String>,
-    /// Those left after looking at the ELF file, when one was given.
-    pub matching: Vec<String>,
-    /// Set when more than one target is left: what to do about it.
-    pub ambiguity: Option<String>,
-    /// What the ELF file said, when one was given.
-    pub elf: Option<String>,
-}
-
-impl Resolution {
-    /// The one target meant, if it is not ambiguous.
-    pub fn unique(&self) -> Option<&str> {
-        match self.matching.as_slice() {
-            [one] => Some(one),
-            _ => None,
-        }
-    }
-}
-
-/// Resolves a `uname -m` value, optionally narrowed by a native binary of the machine.
-pub fn resolve(uname_m: &str, elf_file: Option<&std::path::Path>) -> anyhow::Result<Resolution> {
-    let candidates = candidates_for_uname(uname_m)?;
-    if candidates.is_empty() {
-        let mut unames: Vec<&str> =
-            all()?.iter().flat_map(|t| t.uname_m.iter().map(String::as_str)).collect();
-        unames.sort_unstable();
-        unames.dedup();
-        let hint = if all()?.iter().any(|t| t.name == uname_m) {
-            format!(" ({uname_m:?} is a target name, not a `uname -m` value: pass --target {uname_m})")
-        } else {
-            String::new()
-        };
-        bail!(
-            "unknown `uname -m` value {uname_m:?}{hint}; valid `uname -m` values: {}; valid target names: {}",
-            unames.join(", "),
-            names()?.join(", ")
-        );
-    }
-    let mut matching: Vec<&Target> = candidates.clone();
-    let mut elf_desc = None;
-    if let Some(path) = elf_file {
-        let info = elf::read(path)?;
-        elf_desc = Some(info.describe());
-        matching.retain(|t| t.matches_elf(&info));
-        if matching.is_empty() {
-            bail!(
-                "{} ({}) is not a binary of any target `uname -m` {uname_m} means ({}): pass a binary from the machine itself, e.g. a copy of its /bin/sh",
-                path.display(),
-                info.describe(),
-                candidates.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
-            );
-        }
-    }
-    let ambiguity = (matching.len() > 1).then(|| ambiguity_advice(uname_m, &matching, elf_file.is_some()));
-    Ok(Resolution {
-        uname_m: uname_m.to_string(),
-        candidates: candidates.iter().map(|t| t.name.clone()).collect(),
-        matching: matching.iter().map(|t| t.name.clone()).collect(),
-        ambiguity,
-        elf: elf_desc,
-    })
-}
-
-fn ambiguity_advice(uname_m: &str, matching: &[&Target], had_elf: bool) -> String {
-    let names: Vec<&str> = matching.iter().map(|t| t.name.as_str()).collect();
-    let mut advice = format!("`uname -m` {uname_m} is AMBIGUOUS: it can mean {}.", names.join(" or "));
-    // Same machine, two naming generations (Morph's ppc64, BuildStream's ppc64b): prefer the
-    // BuildStream-era name, which is what the definitions the tool builds use.
-    let same_machine = matching.windows(2).all(|w| w[0].elf == w[1].elf);
-    if same_machine {
-        let preferred = matching.iter().find(|t| !t.in_morph).unwrap_or(&matching[0]);
-        let _ = write!(
-            advice,
-            " They are one machine under two names; pass --target {} explicitly (or the name your definitions use).",
-            preferred.name
-        );
-    } else {
-        for t in matching {
-            if let Some(rule) = &t.uname_m_rule {
-                let _ = write!(advice, " {}: {rule}.", t.name);
-            }
-        }
-        if !had_elf {
-            let _ = write!(
-                advice,
-                " Give --elf FILE (a binary from that machine, e.g. its /bin/sh) to decide, or pass --target explicitly."
-            );
-        } else {
-            let _ = write!(advice, " Pass --target explicitly.");
-        }
-    }
-    advice
-}
-
-/// `stagehand targets [--json] [show NAME | resolve UNAME_M [--elf FILE]]`
-#[derive(clap::Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct TargetsCmd {
-    /// Print every field of every target as JSON.
-    #[arg(long)]
-    json: bool,
-    #[command(subcommand)]
-    action: Option<TargetsAction>,
-}
-
-#[derive(clap::Subcommand, Debug)]
-enum TargetsAction {
-    /// Every field of one target.
-    Show {
-        /// Baserock name (armv8l64, ppc64l, ...).
-        name: String,
-        #[arg(long)]
-        json: bool,
-    },
-    /// Which target(s) a `uname -m` value means.
-    Resolve {
-        /// What `uname -m` prints on the machine.
-        uname_m: String,
-        /// A native binary of that machine (e.g. its /bin/sh): its ELF header decides
-        /// endianness and, for 32-bit ARM, the float ABI (Tag_ABI_VFP_args).
-        #[arg(long, value_name = "FILE")]
-        elf: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-impl TargetsCmd {
-    pub fn run(self) -> anyhow::Result<()> {
-        match self.action {
-            None if self.json => println!("{}", serde_json::to_string_pretty(all()?)?),
-            None => print!("{}", table_text(all()?)),
-            Some(TargetsAction::Show { name, json }) => {
-                let t = lookup(&name)?;
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&t)?);
-                } else {
-                    print!("{}", show_text(&t));
-                }
-            }
-            Some(TargetsAction::Resolve { uname_m, elf, json }) => {
-                let r = resolve(&uname_m, elf.as_deref())?;
-                if let Some(advice) = &r.ambiguity {
-                    eprintln!("warning: {advice}");
-                }
-                if json {
-                    println!("{}", serde_json::to_string_pretty(&r)?);
-                } else {
-                    print!("{}", resolution_text(&r));
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn resolution_text(r: &Resolution) -> String {
-    let mut s = String::new();
-    if let Some(e) = &r.elf {
-        let _ = writeln!(s, "ELF: {e}");
-    }
-    match r.unique() {
-        Some(one) => {
-            let _ = writeln!(s, "{}: {one}", r.uname_m);
-        }
-        None => {
-            let _ = writeln!(s, "{}: AMBIGUOUS: {}", r.uname_m, r.matching.join(" | "));
-        }
-    }
-    s
-}
-
-/// The human table printed by `stagehand targets`.
-pub fn table_text(targets: &[Target]) -> String {
-    let header = ["NAME", "UNAME -M", "GNU TRIPLE", "KERNEL ARCH", "CONSOLE", "QEMU", "RUST TARGET"];
-    let rows: Vec<[String; 7]> = targets
-        .iter()
-        .map(|t| {
-            [
-                t.name.clone(),
-                t.uname_m.join(",") + if t.uname_m_rule.is_some() { "*" } else { "" },
-                t.gnu_triple.clone(),
-                t.kernel_arch.clone(),
-                t.console().to_string(),
-                format!("{} -M {} -cpu {}", t.qemu.binary, t.qemu.machine, t.qemu.cpu),
-                t.rust_cell(),
-            ]
-        })
-        .collect();
-    let mut widths = header.map(str::len);
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
-        }
-    }
-    let mut s = String::new();
-    let mut line = |cells: &[&str]| {
-        let last = cells.len() - 1;
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i == last {
-                let _ = writeln!(s, "{cell}");
-            } else {
-                let _ = write!(s, "{cell:<w$}  ");
-            }
-        }
-    };
-    line(&header);
-    for row in &rows {
-        line(&row.each_ref().map(String::as_str));
-    }
-    s.push_str("* this `uname -m` is shared with another target: see `stagehand targets resolve UNAME_M`\n");
-    s
-}
-
-fn show_text(t: &Target) -> String {
-    let mut s = String::new();
-    let opt = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
-    let _ = writeln!(s, "{} — {}", t.name, t.summary);
-    let _ = writeln!(s, "  in Morph valid_archs: {}", if t.in_morph { "yes" } else { "no" });
-    let _ = writeln!(s, "  uname -m:        {}", t.uname_m.join(", "));
-    if let Some(rule) = &t.uname_m_rule {
-        let _ = writeln!(s, "                   {rule}");
-    }
-    let _ = writeln!(s, "  word size:       {}-bit {}", t.bits, t.endian);
-    let _ = writeln!(s, "  GNU triple:      {}", t.gnu_triple);
-    let _ = writeln!(s, "  stage-1 triple:  {}", t.stage1_triple);
-    let _ = writeln!(s, "  kernel ARCH:     {}", t.kernel_arch);
-    let _ = writeln!(s, "  bst arch option: {}", t.bst_arch);
-    match &t.rust {
-        RustAgent::Available(r) => {
-            let _ = writeln!(s, "  Rust target:     {} (linker {}, {})", r.triple, r.linker, r.cargo_config);
-            if !r.debian_packages.is_empty() {
-                let _ =
-                    writeln!(s, "                   needs apt-get install {}", r.debian_packages.join(" "));
-            }
-        }
-        RustAgent::Unavailable { reason, would_need } => {
-            let _ = writeln!(s, "  Rust target:     none: {reason}");
-            let _ = writeln!(s, "                   would need {would_need}");
-        }
-    }
-    let _ = writeln!(s, "  console (QEMU):  {}", t.consoles.qemu);
-    for b in &t.consoles.boards {
-        let _ = writeln!(s, "  console (board): {} — {}", b.device, b.boards);
-    }
-    let q = &t.qemu;
-    let _ = writeln!(
-        s,
-        "  QEMU:            {} -M {} -cpu {} {} (console={}, package {}, boot {})",
-        q.binary,
-        q.machine,
-        q.cpu,
-        q.extra_args.join(" "),
-        q.console,
-        q.debian_package,
-        if q.boot_verified { "verified" } else { "not yet verified" }
-    );
-    let k = &t.kernel;
-    let _ = writeln!(
-        s,
-        "  kernel package:  {} ({}), image {}",
-        opt(&k.debian_package),
-        opt(&k.debian_arch),
-        opt(&k.image_path)
-    );
-    if let Some(note) = &k.note {
-        let _ = writeln!(s, "                   {note}");
-    }
-    let e = &t.elf;
-    let _ =
-        writeln!(s, "  ELF:             {} ({}), ELF{} {}", e.machine_name, e.machine, e.class_bits, e.data);
-    for n in &t.notes {
-        let _ = writeln!(s, "  note: {n}");
-    }
-    s
 }
 
 #[cfg(test)]
@@ -615,40 +381,6 @@ mod tests {
     }
 
     #[test]
-    fn uname_values_resolve_back() {
-        for t in all().unwrap() {
-            for u in &t.uname_m {
-                let r = resolve(u, None).unwrap();
-                assert!(r.matching.contains(&t.name), "{u} does not resolve to {}", t.name);
-                if r.matching.len() > 1 {
-                    assert!(r.ambiguity.is_some());
-                    // Every shared value carries a rule explaining how to decide.
-                    assert!(t.uname_m_rule.is_some(), "{}: {u} is shared but has no uname_m_rule", t.name);
-                } else {
-                    assert_eq!(r.unique(), Some(t.name.as_str()));
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn morph_mapping_examples() {
-        let one = |u: &str| resolve(u, None).unwrap().unique().map(str::to_string);
-        assert_eq!(one("x86_64").as_deref(), Some("x86_64"));
-        assert_eq!(one("i686").as_deref(), Some("x86_32"));
-        assert_eq!(one("i386").as_deref(), Some("x86_32"));
-        assert_eq!(one("aarch64").as_deref(), Some("armv8l64"));
-        assert_eq!(one("aarch64_be").as_deref(), Some("armv8b64"));
-        assert_eq!(one("ppc64le").as_deref(), Some("ppc64l"));
-        let ppc = resolve("ppc64", None).unwrap();
-        assert_eq!(ppc.matching, vec!["ppc64", "ppc64b"]);
-        assert!(ppc.ambiguity.unwrap().contains("pass --target ppc64b explicitly"));
-        let arm = resolve("armv7l", None).unwrap();
-        assert_eq!(arm.matching, vec!["armv7l", "armv7lhf"]);
-        assert!(arm.ambiguity.unwrap().contains("Tag_ABI_VFP_args"));
-    }
-
-    #[test]
     fn unknown_names_list_the_valid_ones() {
         let e = lookup("nonsense").unwrap_err().to_string();
         assert!(e.contains("unknown architecture \"nonsense\""), "{e}");
@@ -657,9 +389,9 @@ mod tests {
         }
         let e = lookup("aarch64").unwrap_err().to_string();
         assert!(e.contains("armv8l64"), "{e}");
-        let e = resolve("nonsense", None).unwrap_err().to_string();
+        let e = resolve::resolve("nonsense", None).unwrap_err().to_string();
         assert!(e.contains("armv8l64") && e.contains("aarch64"), "{e}");
-        let e = resolve("armv8l64", None).unwrap_err().to_string();
+        let e = resolve::resolve("armv8l64", None).unwrap_err().to_string();
         assert!(e.contains("pass --target armv8l64"), "{e}");
     }
 
@@ -711,13 +443,28 @@ mod tests {
     }
 
     #[test]
-    fn table_lists_every_target_with_its_rust_cell() {
-        let text = table_text(all().unwrap());
+    fn wired_machines_name_a_channel_the_agent_accepts_and_modules_it_can_load() {
         for t in all().unwrap() {
-            assert!(text.lines().any(|l| l.starts_with(&format!("{} ", t.name))), "{}", t.name);
+            let Some(w) = &t.qemu.wiring else { continue };
+            let spec: stagehand_proto::channel::ChannelSpec =
+                w.serial.agent_channel.as_deref().expect("a serial link names its device").parse().unwrap();
+            assert!(matches!(spec, stagehand_proto::channel::ChannelSpec::Serial { .. }), "{}", t.name);
+            assert!(w.tcp.agent_channel.is_none(), "{}: the TCP port is chosen at boot", t.name);
+            assert!(
+                w.serial.qemu_args.iter().any(|a| a == "{chardev}"),
+                "{}: the serial link uses the socket",
+                t.name
+            );
+            assert!(w.disk.iter().any(|a| a.contains("{disk}")), "{}", t.name);
+            for m in w.modules() {
+                assert!(!m.is_empty() && !m.contains('-') && !m.contains('/'), "{}: module {m:?}", t.name);
+            }
         }
-        assert!(text.contains("none: no Rust standard library"));
-        assert!(text.contains("powerpc64le-unknown-linux-gnu (gnu+crt-static)"));
+        let x86 = lookup("x86_64").unwrap();
+        assert_eq!(
+            x86.qemu.wiring.unwrap().modules(),
+            vec!["e1000", "virtio_pci", "virtio_blk", "crc32c_generic", "ext4"]
+        );
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! agent log, module logs and the tarball on their own streams, and a copy of each line
 //! on the console. The run ends in [`pid1::end`], never by returning as PID 1.
 
-use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use crate::config::{self, Compression, Config, Loaded, Mode};
 use crate::events::{Event, Hello, ModuleOutcome, Outcome, StreamKind};
 use crate::pack::{self, Excludes, GzipOptions, PackOptions};
 use crate::pid1::{self, EndContext};
-use crate::runner::{BuildObserver, Launched, Launcher, RunResult, Runner, RunnerConfig};
+use crate::runner::{BuildObserver, RunResult, Runner, RunnerConfig};
 use crate::sys::{LinuxSys, Sys};
 use crate::wire::sender::{Sender, SenderConfig};
 use crate::wire::uplink::{Uplink, UplinkHandle};
@@ -45,17 +44,8 @@ impl Report {
     }
 
     fn attach(&self, handle: UplinkHandle) {
+        crate::logger::attach(handle.clone());
         *self.uplink.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
-    }
-
-    /// A line on the console and in the agent log.
-    pub fn say(&self, line: &str) {
-        let mut err = io::stderr();
-        let _ = writeln!(err, "stagehand-agent: {line}");
-        let _ = err.flush();
-        if let Some(up) = self.uplink() {
-            let _ = up.try_write(AGENT_LOG_STREAM, format!("{line}\n").as_bytes());
-        }
     }
 
     /// An event on the events stream. Events are small and must all arrive: this waits
@@ -63,14 +53,13 @@ impl Report {
     pub fn event(&self, ev: &Event) {
         if let Some(up) = self.uplink() {
             if let Err(e) = up.write(EVENTS_STREAM, &ev.to_line()) {
-                let mut err = io::stderr();
-                let _ = writeln!(err, "stagehand-agent: event not sent: {e}");
+                log::error!("event not sent: {e}");
             }
         }
     }
 
     pub fn warn(&self, message: &str) {
-        self.say(&format!("warning: {message}"));
+        log::warn!("{message}");
         self.event(&Event::Warning { message: message.to_string() });
     }
 
@@ -99,7 +88,7 @@ pub fn run(loaded: Loaded) -> ! {
     let cfg = loaded.config.clone();
     let mode = loaded.mode;
     let outcome = pid1::guard(|| run_build(&sys, &loaded, &report)).unwrap_or_else(|panic| {
-        report.say(&format!("fatal: {panic}"));
+        log::error!("fatal: {panic}");
         Finish::failed(Outcome::Error, panic)
     });
     let action = match outcome.outcome {
@@ -114,10 +103,10 @@ pub fn run(loaded: Loaded) -> ! {
         log_tail: outcome.log_tail.clone(),
         then: then.name().to_string(),
     });
-    report.say(&format!("{}; then {}", outcome.summary(), then.name()));
+    log::info!("{}; then {}", outcome.summary(), then.name());
     if let Some(up) = report.uplink() {
         match up.finish(FINISH_TIMEOUT) {
-            Ok(s) => report.say(&format!(
+            Ok(s) => log::info!(
                 "uplink done: {} frames ({} data, {} again), {} bytes on the line, frames of {} bytes, \
                  {} acks, {} link resets, {} rejected, host saw {} good / {} bad, \
                  bit error rate ~{} per billion",
@@ -132,8 +121,8 @@ pub fn run(loaded: Loaded) -> ! {
                 s.host_good,
                 s.host_bad,
                 (s.ber_estimate * 1e9) as u64
-            )),
-            Err(e) => report.say(&format!("uplink: {e}")),
+            ),
+            Err(e) => log::warn!("uplink: {e}"),
         }
     }
     let ctx = EndContext {
@@ -178,7 +167,7 @@ fn run_build(sys: &dyn Sys, loaded: &Loaded, report: &Report) -> Finish {
     let started = Instant::now();
     let mut boot_log = Vec::new();
     let boot_report = boot::boot(sys, &BootOptions::from_config(cfg, mode), &mut |step| {
-        report.say(&step.line());
+        log::info!("{}", step.line());
         boot_log.push(step.line());
     });
 
@@ -261,7 +250,7 @@ fn run_build(sys: &dyn Sys, loaded: &Loaded, report: &Report) -> Finish {
     let mut runner_cfg = RunnerConfig::new(root, &cfg.logs_dir);
     runner_cfg.env = cfg.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     runner_cfg.stop_grace = Duration::from_secs(cfg.stop_grace_secs.into());
-    let runner = Runner::new(runner_cfg).with_launcher(Arc::new(Pid1Launcher));
+    let runner = Runner::new(runner_cfg);
     let stop = runner.stop_handle();
     pid1::on_stop(move |_| stop.stop());
     if let Some(reason) = pid1::stop_requested() {
@@ -274,7 +263,7 @@ fn run_build(sys: &dyn Sys, loaded: &Loaded, report: &Report) -> Finish {
     };
     match result {
         RunResult::Completed { ran } => {
-            report.say(&format!("all {} modules built ({ran} in this run)", names.len()));
+            log::info!("all {} modules built ({ran} in this run)", names.len());
         }
         RunResult::Failed(f) => {
             return Finish {
@@ -293,12 +282,13 @@ fn run_build(sys: &dyn Sys, loaded: &Loaded, report: &Report) -> Finish {
         }
     }
 
-    let stopped = pid1::stop_all_processes(mode, Duration::from_secs(cfg.stop_grace_secs.into()));
+    let stopped = pid1::stop_all_processes(sys, mode, Duration::from_secs(cfg.stop_grace_secs.into()));
     if stopped.terminated > 0 {
-        report.say(&format!(
+        log::info!(
             "stopped {} processes the build left running ({} needed SIGKILL)",
-            stopped.terminated, stopped.killed
-        ));
+            stopped.terminated,
+            stopped.killed
+        );
     }
     match pack_and_send(sys, cfg, &*bundle, report, &uplink) {
         Ok(message) => Finish {
@@ -374,7 +364,7 @@ fn pack_and_send(
     let shares_console = matches!(cfg.channel, channel::ChannelSpec::Console { .. });
     let old_level =
         if cfg.quiet_console && shares_console { boot::set_console_loglevel(sys, 1).ok() } else { None };
-    report.say(&format!("packing / into {name}"));
+    log::info!("packing / into {name}");
     let t0 = Instant::now();
     let mut writer = uplink.writer(SYSROOT_STREAM);
     let mut last = Instant::now();
@@ -409,17 +399,6 @@ fn pack_and_send(
     ))
 }
 
-/// Starts module processes through `pid1::spawn`, so the orphan reaper leaves their exit
-/// status to the runner.
-struct Pid1Launcher;
-
-impl Launcher for Pid1Launcher {
-    fn launch(&self, cmd: &mut std::process::Command) -> io::Result<Launched> {
-        let mut child = pid1::spawn(cmd)?;
-        Ok(Launched { pid: child.id(), wait: Box::new(move || child.wait()) })
-    }
-}
-
 /// Turns runner callbacks into events and module log streams.
 struct Observer<'a> {
     report: &'a Report,
@@ -448,7 +427,7 @@ impl BuildObserver for Observer<'_> {
             StreamKind::ModuleLog { module: name.to_string() },
         );
         self.report.event(&Event::ModuleStarted { index, total, name: name.to_string() });
-        self.report.say(&format!("module {}/{total} {name}: started", index + 1));
+        log::info!("module {}/{total} {name}: started", index + 1);
     }
 
     fn output(&mut self, index: usize, _name: &str, bytes: &[u8]) {
@@ -481,15 +460,12 @@ impl BuildObserver for Observer<'_> {
             duration_ms: duration.as_millis() as u64,
         });
         let how = if outcome.success { "done".to_string() } else { describe_failure(outcome) };
-        self.report.say(&format!("module {}: {name}: {how} in {} s", index + 1, Tenths(duration)));
+        log::info!("module {}: {name}: {how} in {} s", index + 1, Tenths(duration));
     }
 
     fn resumed(&mut self, index: usize, name: &str, previous_boots: u32) {
         self.report.event(&Event::Resumed { module: name.to_string(), index, previous_boots });
-        self.report.say(&format!(
-            "resuming at module {} ({name}) after {previous_boots} earlier boot(s)",
-            index + 1
-        ));
+        log::info!("resuming at module {} ({name}) after {previous_boots} earlier boot(s)", index + 1);
     }
 
     fn warning(&mut self, message: &str) {

@@ -25,6 +25,8 @@ pub mod config;
 #[doc(hidden)]
 pub mod kmod;
 #[doc(hidden)]
+pub mod logger;
+#[doc(hidden)]
 pub mod netcfg;
 #[doc(hidden)]
 pub mod pack;

@@ -9,14 +9,15 @@ fn main() {
         println!("stagehand-agent {}", env!("CARGO_PKG_VERSION"));
         return;
     }
+    stagehand_agent::logger::init();
     // Reading the configuration starts no thread; pid1::install must run before any does.
     let inputs = config::inputs_from_process(&LinuxSys);
     let loaded = config::load(&inputs);
     if loaded.mode == config::Mode::Container && loaded.file.is_none() && inputs.env.is_empty() {
         // Run by hand on a live system, the agent would mount over its /tmp and build
         // into its /: without a configuration there is nothing it was asked to do.
-        eprintln!(
-            "stagehand-agent: no configuration ({} is missing and no STAGEHAND_* variable is set): \
+        log::error!(
+            "no configuration ({} is missing and no STAGEHAND_* variable is set): \
              this is the stagehand agent, meant to run as /init of an image made by `stagehand image`, \
              or in a chroot of one with --config PATH",
             config::DEFAULT_CONFIG_PATH
@@ -24,8 +25,8 @@ fn main() {
         std::process::exit(2);
     }
     match pid1::install(loaded.mode, &LinuxSys) {
-        Ok(lines) => lines.iter().for_each(|l| eprintln!("stagehand-agent: {l}")),
-        Err(e) => eprintln!("stagehand-agent: signal set-up failed ({e}); orphans may not be reaped"),
+        Ok(lines) => lines.iter().for_each(|l| log::info!("{l}")),
+        Err(e) => log::warn!("signal set-up failed ({e}); orphans may not be reaped"),
     }
     pid1::install_panic_hook();
     stagehand_agent::agent::run(loaded)

@@ -47,18 +47,18 @@ pub struct Launched {
     pub wait: Box<dyn FnOnce() -> io::Result<ExitStatus> + Send>,
 }
 
-/// Starts module processes. The default is `Command::spawn` + `Child::wait`; PID 1 plugs
-/// in one that registers the child with its orphan reaper before the reaper can take the
-/// child's exit status (see `pid1::spawn`).
+/// Starts module processes. The default, [`Pid1Launcher`], goes through `pid1::spawn`, so
+/// the orphan reaper leaves their exit status to the runner (before `pid1::install` it is
+/// plain `Command::spawn`); tests plug in others.
 pub trait Launcher: Send + Sync {
     fn launch(&self, cmd: &mut Command) -> io::Result<Launched>;
 }
 
-pub struct StdLauncher;
+pub struct Pid1Launcher;
 
-impl Launcher for StdLauncher {
+impl Launcher for Pid1Launcher {
     fn launch(&self, cmd: &mut Command) -> io::Result<Launched> {
-        let mut child = cmd.spawn()?;
+        let mut child = crate::pid1::spawn(cmd)?;
         Ok(Launched { pid: child.id(), wait: Box::new(move || child.wait()) })
     }
 }
@@ -151,7 +151,7 @@ enum StepEnd {
 
 impl Runner {
     pub fn new(config: RunnerConfig) -> Runner {
-        Runner { config, launcher: Arc::new(StdLauncher), stop: StopHandle::default() }
+        Runner { config, launcher: Arc::new(Pid1Launcher), stop: StopHandle::default() }
     }
 
     pub fn with_launcher(mut self, launcher: Arc<dyn Launcher>) -> Runner {

@@ -3,6 +3,9 @@
 //! `STAGEHAND_NS_SCENARIO` naming what to do there, and checks the exit status and
 //! output. Inside the namespace `reboot(POWER_OFF/HALT)` kills PID 1 with SIGINT, so
 //! unshare ends with 130 (or by SIGINT): that is how an end action is observed.
+// The harness runs host tools (tar, gzip, unshare) as a plain process: std's spawn and
+// wait are right here; the agent's own code goes through pid1 (see agent/clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 use stagehand_agent::boot::{self, BootOptions};
 use stagehand_agent::config::{EndAction, Mode};
@@ -100,6 +103,7 @@ fn boot_pid1() {
 }
 
 fn inside(scenario: &str) -> ! {
+    stagehand_agent::logger::init();
     let mode = if std::process::id() == 1 { Mode::Pid1 } else { Mode::Container };
     for line in pid1::install(mode, &LinuxSys).expect("install") {
         say(&line);
@@ -190,7 +194,7 @@ fn inside(scenario: &str) -> ! {
             std::thread::sleep(Duration::from_millis(300));
             let before = pid1::live_descendants().len();
             let t = Instant::now();
-            let summary = pid1::stop_all_processes(Mode::Pid1, Duration::from_millis(700));
+            let summary = pid1::stop_all_processes(&LinuxSys, Mode::Pid1, Duration::from_millis(700));
             let direct_status = direct.wait().unwrap();
             let stubborn_status = stubborn.wait().unwrap();
             say(&format!(

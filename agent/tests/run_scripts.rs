@@ -1,5 +1,8 @@
 //! The runner on plain script bundles in the real root: order, logs, environment,
 //! failures, resume, stop, exec errors.
+// The harness runs host tools (tar, gzip, unshare) as a plain process: std's spawn and
+// wait are right here; the agent's own code goes through pid1 (see agent/clippy.toml).
+#![allow(clippy::disallowed_methods)]
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -12,7 +15,7 @@ use stagehand_agent::bundle::{open, Bundle, BundleKind};
 use stagehand_agent::checkpoint::Checkpoint;
 use stagehand_agent::events::ModuleOutcome;
 use stagehand_agent::runner::{
-    BuildObserver, Launched, Launcher, RunResult, Runner, RunnerConfig, StdLauncher, DEFAULT_PATH,
+    BuildObserver, Launched, Launcher, Pid1Launcher, RunResult, Runner, RunnerConfig, DEFAULT_PATH,
 };
 
 #[derive(Default)]
@@ -196,7 +199,16 @@ fn a_binary_for_another_architecture() {
     let p = s.dir.join("steps/01-foreign.sh");
     fs::write(&p, &elf).unwrap();
     fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
-    let (r, _) = s.run(&[]);
+    // pid1::spawn sets a pre_exec hook, so std forks and calls execvp: glibc's (this test
+    // binary's) retries an ENOEXEC file through /bin/sh, musl's (the agent's) does not.
+    // Launch the way the musl agent sees it: the exec error itself reaches the runner.
+    let b = s.bundle();
+    let mut cp = Checkpoint::open(&s.dir.join("state"), b.identity(), &b.module_names()).unwrap();
+    let r = s
+        .runner(&[])
+        .with_launcher(Arc::new(PosixSpawnLauncher))
+        .run(&*b, &mut cp, &mut Recorder::default())
+        .unwrap();
     let RunResult::Failed(f) = r else { panic!("{r:?}") };
     assert!(
         f.message.contains(
@@ -217,11 +229,20 @@ fn a_background_job_holding_the_output_does_not_hang_the_run() {
     assert!(t0.elapsed() < Duration::from_secs(6), "{:?}", t0.elapsed());
 }
 
+/// std's spawn without a pre_exec hook (posix_spawn: no /bin/sh retry on ENOEXEC).
+struct PosixSpawnLauncher;
+impl Launcher for PosixSpawnLauncher {
+    fn launch(&self, cmd: &mut std::process::Command) -> std::io::Result<Launched> {
+        let mut child = cmd.spawn()?;
+        Ok(Launched { pid: child.id(), wait: Box::new(move || child.wait()) })
+    }
+}
+
 struct CountingLauncher(AtomicUsize);
 impl Launcher for CountingLauncher {
     fn launch(&self, cmd: &mut std::process::Command) -> std::io::Result<Launched> {
         self.0.fetch_add(1, Ordering::SeqCst);
-        StdLauncher.launch(cmd)
+        Pid1Launcher.launch(cmd)
     }
 }
 

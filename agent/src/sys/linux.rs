@@ -1,7 +1,7 @@
 //! The real system calls behind [`Sys`], with rustix where it has them and libc for the
 //! network ioctls.
 
-use super::{MountFlags, RebootKind, Sys};
+use super::{KillTarget, MountFlags, RebootKind, Signal, Sys};
 use std::ffi::CString;
 use std::io;
 use std::net::Ipv4Addr;
@@ -132,6 +132,15 @@ impl Sys for LinuxSys {
                 data_ptr,
             )
         })
+    }
+
+    fn kill(&self, target: KillTarget, sig: Signal) -> io::Result<()> {
+        let pid = match target {
+            KillTarget::AllOthers => -1,
+            KillTarget::Process(pid) => pid,
+        };
+        // SAFETY: plain kill(2).
+        check(unsafe { libc::kill(pid, sig.as_raw()) })
     }
 
     fn remount(&self, target: &Path, flags: MountFlags, data: Option<&str>) -> io::Result<()> {

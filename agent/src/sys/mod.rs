@@ -27,6 +27,26 @@ pub fn flag_names(flags: MountFlags) -> String {
     }
 }
 
+/// Signals, typed (`Signal::TERM`).
+pub use rustix::process::Signal;
+
+/// Whom [`Sys::kill`] signals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillTarget {
+    /// `kill(-1)`: every process but this one and the kernel's (PID 1 only).
+    AllOthers,
+    Process(i32),
+}
+
+/// `TERM`, `KILL`, ... as call logs show a signal.
+pub fn signal_name(sig: Signal) -> String {
+    let known = [(Signal::TERM, "TERM"), (Signal::KILL, "KILL"), (Signal::INT, "INT"), (Signal::HUP, "HUP")];
+    match known.iter().find(|(s, _)| *s == sig) {
+        Some((_, name)) => name.to_string(),
+        None => sig.as_raw().to_string(),
+    }
+}
+
 /// Interface flags (`IFF_*`).
 pub const IFF_UP: u32 = 0x1;
 
@@ -90,6 +110,8 @@ pub trait Sys: Send + Sync {
     fn if_get_ipv4(&self, ifname: &str) -> io::Result<Option<Ipv4Addr>>;
     fn if_set_ipv4(&self, ifname: &str, addr: Ipv4Addr) -> io::Result<()>;
     fn if_set_netmask(&self, ifname: &str, mask: Ipv4Addr) -> io::Result<()>;
+    /// `kill(2)`.
+    fn kill(&self, target: KillTarget, sig: Signal) -> io::Result<()>;
     /// `SIOCADDRT` 0.0.0.0/0 via `gateway` (on `ifname` when given).
     fn add_default_route(&self, gateway: Ipv4Addr, ifname: Option<&str>) -> io::Result<()>;
 }

@@ -2,7 +2,7 @@
 //! tests assert the exact sequence of side effects. Reads are served from a scripted
 //! in-memory file table; any call can be scripted to fail with an errno.
 
-use super::{flag_names, MountFlags, RebootKind, Sys};
+use super::{flag_names, signal_name, KillTarget, MountFlags, RebootKind, Signal, Sys};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv4Addr;
@@ -124,6 +124,14 @@ impl Sys for RecordingSys {
             flag_names(flags),
             data.unwrap_or("-")
         ))
+    }
+
+    fn kill(&self, target: KillTarget, sig: Signal) -> io::Result<()> {
+        let who = match target {
+            KillTarget::AllOthers => "-1".to_string(),
+            KillTarget::Process(pid) => pid.to_string(),
+        };
+        self.record(format!("kill {who} {}", signal_name(sig)))
     }
 
     fn umount(&self, target: &Path) -> io::Result<()> {

@@ -333,12 +333,12 @@ pub fn build_agent(target: &Target, opts: &BuildOptions) -> anyhow::Result<Built
     // Flags from the environment would replace the ones in the fragment (crt-static above all).
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS"] {
         if std::env::var_os(var).is_some() {
-            eprintln!("stagehand: ignoring ${var} for the agent build: {} holds its flags", r.cargo_config);
+            log::info!("ignoring ${var} for the agent build: {} holds its flags", r.cargo_config);
             cmd.env_remove(var);
         }
     }
-    eprintln!(
-        "stagehand: building the agent for {} ({}, {}): cargo build -p stagehand-agent --target {} --config {}{}",
+    log::info!(
+        "building the agent for {} ({}, {}): cargo build -p stagehand-agent --target {} --config {}{}",
         target.name,
         r.triple,
         match r.libc {

@@ -142,7 +142,7 @@ pub fn run(bst: &Path, project: &Path, arch: &str, args: &[&std::ffi::OsStr]) ->
         "bst --option arch {arch} {}",
         args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
     );
-    eprintln!("stagehand: running {shown}");
+    log::info!("running {shown}");
     let mut child = cmd.spawn().with_context(|| format!("cannot start {}", bst.display()))?;
     let tail = std::sync::Arc::new(std::sync::Mutex::new(std::collections::VecDeque::new()));
     let mut readers = Vec::new();
@@ -152,6 +152,7 @@ pub fn run(bst: &Path, project: &Path, arch: &str, args: &[&std::ffi::OsStr]) ->
         let tail = tail.clone();
         readers.push(std::thread::spawn(move || {
             for line in std::io::BufReader::new(pipe).lines().map_while(Result::ok) {
+                // bst's own output, passed through as it comes (not a line of ours).
                 eprintln!("  | {line}");
                 let mut t = tail.lock().unwrap_or_else(|e| e.into_inner());
                 t.push_back(line);

@@ -45,6 +45,7 @@ enum Command {
 
 /// Parse the command line, run the verb, exit with its status.
 pub fn main() -> ! {
+    crate::logging::init();
     // Usage errors exit with 1 (2 means a failed build); --help and --version with 0.
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -2,7 +2,7 @@
 //! tests and the end-to-end suite drive these modules instead of copying their facts.
 //!
 //! Modules in their order: each uses only those above it (no cycles).
-//! 1. [`util`]: files, hashes, processes, exit codes.
+//! 1. [`util`]: files, hashes, processes, exit codes; [`logging`]: the one logger.
 //! 2. [`targets`]: the architecture table (`targets/*.json`): model, `uname -m`
 //!    resolution, ELF identification, per-machine QEMU wiring; [`platform`] is the one
 //!    place verbs read a target's fields.
@@ -17,6 +17,7 @@
 //!
 //! What the host and the agent agree on is not here: it is `stagehand_proto`.
 
+pub mod logging;
 pub mod util;
 
 pub mod platform;

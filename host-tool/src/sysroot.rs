@@ -27,7 +27,7 @@ pub fn install(from: &Path, dest: &Path) -> Result<()> {
         hoist_single_top_folder(dest)?;
     }
     if dest.join("debootstrap").is_dir() {
-        eprintln!(
+        log::info!(
             "note: {} is a debootstrap --foreign tree; its second stage has not run yet",
             from.display()
         );

@@ -89,7 +89,7 @@ pub fn prepare_out(
         clear_results(out)?;
     }
     if let Some(demux) = Demux::resume(out, console_name)? {
-        eprintln!("stagehand: resuming the interrupted collection in {}", out.display());
+        log::info!("resuming the interrupted collection in {}", out.display());
         let snapshot = std::fs::read(out.join(RECEIVER_STATE)).ok();
         let link = link::open(key, snapshot.as_deref(), |s| demux.delivered_prefix(s))?;
         return Ok((demux, link));

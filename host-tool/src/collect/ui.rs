@@ -130,6 +130,7 @@ impl Display for Bars {
         self.modules.println(text);
     }
     fn finish(&mut self) {
+        crate::logging::set_bars(None);
         // Leave the bars as they last were: a run that stopped early must not look complete.
         self.modules.abandon();
         if let Some(b) = &self.bytes {
@@ -145,6 +146,7 @@ pub fn for_stdout() -> Box<dyn Display> {
         let style = ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar());
         let modules = multi.add(ProgressBar::new(1).with_style(style));
+        crate::logging::set_bars(Some(multi.clone()));
         Box::new(Bars { multi, modules, bytes: None })
     } else {
         Box::new(Plain { last: String::new(), last_at: None })

@@ -375,7 +375,7 @@ impl ImageCmd {
             .tempdir_in(parent)
             .with_context(|| format!("cannot create a work folder in {}", parent.display()))?;
         let root = work.path().join("root");
-        eprintln!("stagehand: copying the sysroot {}", self.sysroot.display());
+        log::info!("copying the sysroot {}", self.sysroot.display());
         crate::sysroot::install(&self.sysroot, &root)?;
         let changes = crate::fixup::fixup(&root, None)?;
         crate::fixup::print_changes(&self.sysroot, &changes);
@@ -391,8 +391,8 @@ impl ImageCmd {
             }
             let wired = arch.target.qemu.wiring.as_ref().map(|w| w.modules()).unwrap_or_default();
             let done = kmods::install(dir, &required, &wired, &root)?;
-            eprintln!(
-                "stagehand: {} module files for kernel {} in /lib/modules/{}{}",
+            log::info!(
+                "{} module files for kernel {} in /lib/modules/{}{}",
                 done.files,
                 done.version,
                 done.version,
@@ -403,7 +403,7 @@ impl ImageCmd {
                 }
             );
         }
-        eprintln!("stagehand: writing the {:?} image", self.format);
+        log::info!("writing the {:?} image", self.format);
         write_format(&root, self.format, &self.out, self.compress, size)?;
         key.write_new_file(&key_out)?;
 

@@ -99,7 +99,7 @@ impl QemuCmd {
         })?;
         let kernel = kernel::find(&arch.target, self.kernel.as_deref())?;
         if let Some(c) = &kernel.cached {
-            eprintln!("stagehand: kernel {} from {}", c.version, c.image.display());
+            log::info!("kernel {} from {}", c.version, c.image.display());
         }
         let initrd = self.initrd.clone().or(kernel.initrd.clone());
         std::fs::create_dir_all(&self.out)
@@ -128,8 +128,8 @@ impl QemuCmd {
                 .as_ref()
                 .map(|c| c.modules.display().to_string())
                 .unwrap_or_else(|| "KERNEL/modules/VERSION".into());
-            eprintln!(
-                "stagehand: the agent loads {} for this channel: the image must carry them (stagehand image --kernel-modules {from})",
+            log::info!(
+                "the agent loads {} for this channel: the image must carry them (stagehand image --kernel-modules {from})",
                 wired.modules.join(" ")
             );
         }
@@ -157,8 +157,8 @@ impl QemuCmd {
             Some(l) => Box::new(l),
             None => Box::new(NotYet),
         };
-        eprintln!(
-            "stagehand: {} {}",
+        log::info!(
+            "{} {}",
             qemu_bin.display(),
             cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
         );

@@ -54,7 +54,7 @@ impl TargetsCmd {
             Some(TargetsAction::Resolve { uname_m, elf, json }) => {
                 let r = resolve(&uname_m, elf.as_deref())?;
                 if let Some(advice) = &r.ambiguity {
-                    eprintln!("warning: {advice}");
+                    log::warn!("{advice}");
                 }
                 if json {
                     println!("{}", serde_json::to_string_pretty(&r)?);

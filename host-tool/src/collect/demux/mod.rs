@@ -1,6 +1,10 @@
 //! Routes what the link delivers: console text to console.log, events to the report and
 //! the display, module logs to logs/NN-name.log, the file stream to a `.partial` file that
-//! becomes `sysroot.tar[.gz]` once verified.
+//! becomes `sysroot.tar[.gz]` once verified ([`verify`]); an interrupted collection is
+//! picked up again from what it kept ([`resume`]). This module routes.
+
+mod resume;
+mod verify;
 
 use super::link::Incoming;
 use super::model::{Report, SysrootRecord};
@@ -74,10 +78,6 @@ pub struct Demux {
     over_since: Option<std::time::Instant>,
 }
 
-fn sanitize(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.+".contains(c) { c } else { '_' }).collect()
-}
-
 fn now_unix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -102,119 +102,6 @@ impl Demux {
             replaying: false,
             over_since: None,
         })
-    }
-
-    /// Rebuild the state of an interrupted collection in `out` from its events files;
-    /// `None` when there is nothing to resume.
-    pub fn resume(out: &Path, console_name: &str) -> Result<Option<Demux>> {
-        let mut sessions: Vec<(u32, PathBuf)> = std::fs::read_dir(out)?
-            .filter_map(|e| e.ok())
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let n = name.strip_prefix(EVENTS_PREFIX)?.strip_suffix(".jsonl")?.parse().ok()?;
-                Some((n, e.path()))
-            })
-            .collect();
-        if sessions.is_empty() {
-            return Ok(None);
-        }
-        sessions.sort();
-        let old: Option<Report> =
-            std::fs::read(out.join(REPORT)).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        let mut d = Demux::new(out, console_name, None)?;
-        d.replaying = true;
-        for (n, path) in &sessions {
-            if d.state.events_offset > 0 {
-                d.begin_new_session();
-            }
-            d.state.session_index = *n;
-            let bytes = std::fs::read(path)?;
-            d.handle(Incoming::Data { stream: 0, offset: 0, bytes })?;
-        }
-        d.replaying = false;
-        let ends: Option<(u32, StreamEnds)> =
-            std::fs::read(out.join(STREAM_ENDS)).ok().and_then(|b| serde_json::from_slice(&b).ok());
-        for (id, sink) in d.state.streams.iter_mut() {
-            sink.written = std::fs::metadata(out.join(&sink.path)).map(|m| m.len()).unwrap_or(0);
-            if let Some((session, ends)) = &ends {
-                if *session == d.state.session_index {
-                    sink.ended = ends.get(id).cloned();
-                }
-            }
-        }
-        // A file that ended before the stop: finish (or re-find) it now, since the receiver
-        // will not announce its end again.
-        let file_streams: Vec<(u32, String)> = d
-            .state
-            .streams
-            .iter()
-            .filter(|(_, s)| matches!(s.kind, StreamKind::File { .. }) && s.ended.is_some())
-            .map(|(id, s)| (*id, s.path.clone()))
-            .collect();
-        for (id, partial) in file_streams {
-            let final_name = partial.trim_end_matches(".partial").to_string();
-            if out.join(&partial).exists() {
-                d.try_finish_file(id, &mut Vec::new())?;
-            } else if let (true, Some((_, size, sha))) =
-                (out.join(&final_name).exists(), d.state.file_complete.get(&id).cloned())
-            {
-                let (disk_sha, disk_len) = crate::util::sha256_file(&out.join(&final_name))?;
-                if disk_sha.eq_ignore_ascii_case(&sha) && disk_len == size {
-                    d.report_mut().sysroot =
-                        Some(SysrootRecord { file: final_name, sha256: disk_sha, size: disk_len });
-                }
-            }
-        }
-        if let Some(old) = old {
-            let r = d.report_mut();
-            r.started_at_unix = old.started_at_unix;
-            r.link_resumes = old.link_resumes;
-            for m in r.modules.iter_mut() {
-                if let Some(o) = old.modules.iter().find(|o| o.index == m.index && o.name == m.name) {
-                    m.start = o.start.or(m.start);
-                }
-            }
-            d.start_offset_s = old.elapsed_s;
-            d.report_mut().elapsed_s = old.elapsed_s;
-        }
-        d.report_mut().link_resumes += 1;
-        Ok(Some(d))
-    }
-
-    /// The file already delivered on `stream` in the current session, for the receiver
-    /// to hash again when it resumes.
-    pub fn delivered_prefix(&self, stream: u32) -> std::io::Result<Box<dyn std::io::Read>> {
-        let path = if stream == 0 {
-            Some(self.events_path())
-        } else {
-            // A verified file has already lost its `.partial`.
-            self.state.streams.get(&stream).map(|s| self.out.join(&s.path)).map(|p| {
-                let done = PathBuf::from(p.to_string_lossy().trim_end_matches(".partial"));
-                if !p.exists() && done.exists() {
-                    done
-                } else {
-                    p
-                }
-            })
-        };
-        match path.filter(|p| p.exists()) {
-            Some(p) => Ok(Box::new(std::fs::File::open(p)?)),
-            None => Ok(Box::new(std::io::empty())),
-        }
-    }
-
-    fn events_path(&self) -> PathBuf {
-        self.out.join(format!("{EVENTS_PREFIX}{}.jsonl", self.state.session_index))
-    }
-
-    /// Another session (the agent restarted): streams start again from offset 0.
-    fn begin_new_session(&mut self) {
-        self.state.session_index += 1;
-        self.state.events_offset = 0;
-        self.state.events_partial.clear();
-        self.state.streams.clear();
-        self.state.pending.clear();
-        self.state.file_complete.clear();
     }
 
     pub fn out_dir(&self) -> &Path {
@@ -268,10 +155,6 @@ impl Demux {
         if self.over_since.is_none() && self.report().is_finished() {
             self.over_since = Some(std::time::Instant::now());
         }
-    }
-
-    fn verification_failed(&self) -> bool {
-        self.report().outcome == "transfer_failed"
     }
 
     pub fn handle(&mut self, item: Incoming) -> Result<Vec<Notice>> {
@@ -357,7 +240,7 @@ impl Demux {
         match ev {
             Event::StreamOpened { stream, kind } => {
                 let path = match kind {
-                    StreamKind::AgentLog => "agent.log".to_string(),
+                    StreamKind::AgentLog => stagehand_proto::logs::AGENT_LOG.to_string(),
                     StreamKind::ModuleLog { module } => {
                         let n = self
                             .report()
@@ -366,7 +249,7 @@ impl Demux {
                             .find(|m| &m.name == module)
                             .map(|m| m.index + 1)
                             .unwrap_or(self.state.streams.len() + 1);
-                        format!("{LOGS}/{n:02}-{}.log", sanitize(module))
+                        format!("{LOGS}/{}", stagehand_proto::logs::module_log_name(n - 1, module))
                     }
                     StreamKind::File { compression, .. } => {
                         if compression == "gzip" { "sysroot.tar.gz.partial" } else { "sysroot.tar.partial" }
@@ -444,57 +327,6 @@ impl Demux {
         f.write_all(bytes)?;
         sink.written += bytes.len() as u64;
         Ok(())
-    }
-
-    /// Rename the file once the stream ended, the agent gave its digest, and both agree
-    /// with the bytes on disk.
-    fn try_finish_file(&mut self, stream: u32, notices: &mut Vec<Notice>) -> Result<()> {
-        let (Some(sink), Some((_, size, sha))) =
-            (self.state.streams.get(&stream), self.state.file_complete.get(&stream))
-        else {
-            return Ok(());
-        };
-        let Some((len, end_sha, verified)) = sink.ended.clone() else { return Ok(()) };
-        if !matches!(sink.kind, StreamKind::File { .. }) {
-            return Ok(());
-        }
-        let partial = self.out.join(&sink.path);
-        let (disk_sha, disk_len) = crate::util::sha256_file(&partial)?;
-        let problem = if !verified {
-            Some("the receiver could not authenticate every frame of the file".to_string())
-        } else if len != *size || disk_len != *size {
-            Some(format!("size mismatch: agent says {size}, stream ended at {len}, received {disk_len}"))
-        } else if !end_sha.eq_ignore_ascii_case(sha) || !disk_sha.eq_ignore_ascii_case(sha) {
-            Some(format!("sha256 mismatch: agent says {sha}, received {disk_sha}"))
-        } else {
-            None
-        };
-        if let Some(why) = problem {
-            let r = self.report_mut();
-            r.outcome = "transfer_failed".into();
-            r.message = format!("sysroot tarball did not verify: {why}");
-            notices.push(Notice::VerificationFailed(why));
-            return Ok(());
-        }
-        let final_name = sink.path.trim_end_matches(".partial").to_string();
-        let final_path = self.out.join(&final_name);
-        std::fs::rename(&partial, &final_path)?;
-        std::fs::write(self.out.join(format!("{final_name}.sha256")), format!("{disk_sha}  {final_name}\n"))?;
-        let url = crate::track::file_url(&final_path);
-        std::fs::write(self.out.join("sysroot.bst"), crate::track::tar_source(&url, &disk_sha))?;
-        self.report_mut().sysroot =
-            Some(SysrootRecord { file: final_name, sha256: disk_sha.clone(), size: disk_len });
-        notices.push(Notice::Verified { file: final_path, sha256: disk_sha, size: disk_len });
-        Ok(())
-    }
-
-    /// The link ended (or timed out) before the run was complete.
-    pub fn mark_transfer_failed(&mut self, why: &str) {
-        let r = self.report_mut();
-        if !r.is_finished() || (r.outcome == "success" && r.sysroot.is_none()) {
-            r.outcome = "transfer_failed".into();
-            r.message = why.into();
-        }
     }
 
     /// Write report.json and the resume state.

@@ -389,11 +389,9 @@ fn outside() -> ! {
     let unshare_ok =
         Command::new("unshare").arg("--version").stdout(Stdio::null()).status().map(|s| s.success());
     if !matches!(unshare_ok, Ok(true)) {
-        if std::env::var("CI").as_deref() == Ok("true") {
-            eprintln!("ns_pid1: unshare (util-linux) is missing; CI requires these tests");
-            std::process::exit(1);
-        }
-        println!("ns_pid1: skipped: unshare (util-linux) is not installed");
+        // Under STAGEHAND_NO_SKIP this panics: the harness exits non-zero.
+        stagehand_testkit::skip("unshare (util-linux) is not installed", "run scripts/setup.sh");
+        println!("ns_pid1: 0 passed; 0 failed");
         std::process::exit(0);
     }
     type Case = (&'static str, fn() -> Result<(), String>);

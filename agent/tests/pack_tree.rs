@@ -4,6 +4,8 @@
 // wait are right here; the agent's own code goes through pid1 (see agent/clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
+use stagehand_testkit::require_tool;
+
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -12,23 +14,6 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 use stagehand_agent::pack::{pack, Excludes, GzipOptions, PackOptions, PackReport};
-
-fn tool(name: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {name}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !found {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{name} is missing and CI=true: install it (scripts/setup.sh)"
-        );
-        eprintln!("SKIPPED: {name} is not installed");
-    }
-    found
-}
 
 fn mkfifo(p: &Path) {
     let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
@@ -98,7 +83,7 @@ fn tar_listing(archive: &[u8], args: &[&str]) -> String {
 
 #[test]
 fn round_trip_through_gnu_tar() {
-    if !tool("tar") {
+    if !require_tool("tar") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -170,7 +155,7 @@ fn the_same_tree_packs_to_the_same_bytes() {
     assert_eq!(ra.sha256, rb.sha256);
     assert_eq!(a, b);
     // A copy of the tree (other inode and device numbers) gives the same archive too.
-    if tool("cp") {
+    if require_tool("cp") {
         let copy = t.path().join("copy");
         assert!(Command::new("cp")
             .args(["-a", root.to_str().unwrap(), copy.to_str().unwrap()])
@@ -184,7 +169,7 @@ fn the_same_tree_packs_to_the_same_bytes() {
 
 #[test]
 fn clamp_mtime_makes_a_rebuilt_tree_pack_the_same() {
-    if !tool("tar") || !tool("touch") {
+    if !require_tool("tar") || !require_tool("touch") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -223,7 +208,7 @@ fn clamp_mtime_makes_a_rebuilt_tree_pack_the_same() {
 
 #[test]
 fn gzip_output_is_the_tarball_and_identical_across_thread_counts() {
-    if !tool("gzip") {
+    if !require_tool("gzip") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -411,7 +396,7 @@ fn child(what: &str, dir: &Path, wrap: &[&str]) -> std::process::Output {
 
 #[test]
 fn disk_full_on_keep_copy_is_a_clear_error() {
-    if !tool("unshare") {
+    if !require_tool("unshare") {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -445,7 +430,7 @@ fn disk_full_on_keep_copy_is_a_clear_error() {
 /// the tree, which report a size unlike their content) keep the archive valid.
 #[test]
 fn files_changing_size_while_read_keep_the_archive_valid() {
-    if !tool("unshare") {
+    if !require_tool("unshare") {
         return;
     }
     let shrinking = Path::new("/sys/kernel/mm/transparent_hugepage/enabled");

@@ -8,6 +8,8 @@
 // wait are right here; the agent's own code goes through pid1 (see agent/clippy.toml).
 #![allow(clippy::disallowed_methods)]
 
+use stagehand_testkit::require_tool;
+
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,23 +23,6 @@ use stagehand_agent::runner::{BuildObserver, RunResult, Runner, RunnerConfig};
 
 const TOOLS: &[&str] =
     &["sh", "cp", "mv", "find", "cpio", "mkdir", "rmdir", "rm", "cat", "sleep", "ls", "true", "env"];
-
-fn have(tool: &str) -> bool {
-    let ok = Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .stdout(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{tool} is missing and CI=true: run scripts/setup.sh"
-        );
-        eprintln!("SKIPPED: {tool} is not installed");
-    }
-    ok
-}
 
 fn sh(cmd: &str) -> String {
     let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
@@ -229,7 +214,7 @@ fn started(evs: &[Event]) -> Vec<String> {
 
 #[test]
 fn a_real_buildstream_bundle_runs_resumes_and_retries() {
-    if !(have("bst") && have("unshare") && have("cpio") && have("find")) {
+    if !(require_tool("bst") && require_tool("unshare") && require_tool("cpio") && require_tool("find")) {
         return;
     }
     let t = tempfile::tempdir().unwrap();
@@ -305,7 +290,7 @@ fn write_exec(p: &Path, text: &str) {
 
 #[test]
 fn a_morph_tree_installs_each_chunk_into_the_root() {
-    if !(have("unshare") && have("cpio") && have("find")) {
+    if !(require_tool("unshare") && require_tool("cpio") && require_tool("find")) {
         return;
     }
     let t = tempfile::tempdir().unwrap();

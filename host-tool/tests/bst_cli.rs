@@ -3,6 +3,7 @@
 
 mod common;
 use common::*;
+use stagehand_testkit::{require_file, require_tool};
 use std::path::{Path, PathBuf};
 
 /// A copy of the fixture project with its busybox tree, and hermetic bst folders.
@@ -12,13 +13,11 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Option<Fixture> {
-        if !have_tool("bst") || !have_tool("bwrap") {
+        if !require_tool("bst") || !require_tool("bwrap") {
             return None;
         }
         let busybox = Path::new("/bin/busybox");
-        if !busybox.is_file() {
-            assert!(std::env::var_os("CI").is_none(), "busybox-static is required in CI");
-            eprintln!("skipping: /bin/busybox (busybox-static) is not installed");
+        if !require_file(busybox, "apt-get install busybox-static") {
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use stagehand_testkit::require_tool;
 use std::path::Path;
 
 struct Inputs {
@@ -102,7 +103,7 @@ fn tar_image_unpacks_to_the_same_tree() {
 
 #[test]
 fn cpio_image_is_a_newc_initramfs_with_console() {
-    if !have_tool("cpio") {
+    if !require_tool("cpio") {
         return;
     }
     let i = Inputs::new();
@@ -149,7 +150,7 @@ fn cpio_image_is_a_newc_initramfs_with_console() {
 
 #[test]
 fn ext4_image_has_init() {
-    if !have_tool("mke2fs") && !Path::new("/sbin/mke2fs").exists() {
+    if !require_tool("mke2fs") {
         return;
     }
     let i = Inputs::new();

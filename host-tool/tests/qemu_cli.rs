@@ -4,26 +4,14 @@
 
 mod common;
 use common::*;
-
-fn debian_kernel_present() -> bool {
-    let found = std::fs::read_dir("/boot")
-        .map(|d| d.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-")))
-        .unwrap_or(false);
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("a kernel in /boot is required in CI (apt-get install linux-image-amd64)");
-        }
-        eprintln!("skipping: no kernel in /boot");
-    }
-    found
-}
+use stagehand_testkit::{require_file, require_kernel, require_tool, require_x86_64_host};
 
 #[test]
 fn boots_an_initramfs_and_stops_when_the_guest_powers_off() {
-    if std::env::consts::ARCH != "x86_64"
-        || !have_tool("qemu-system-x86_64")
-        || !debian_kernel_present()
-        || !std::path::Path::new("/bin/busybox").exists()
+    if !require_x86_64_host()
+        || !require_tool("qemu-system-x86_64")
+        || require_kernel().is_none()
+        || !require_file(std::path::Path::new("/bin/busybox"), "apt-get install busybox-static")
     {
         return;
     }

@@ -26,18 +26,18 @@ fn qemu_machines_and_cpus_exist() {
     let out = Command::new(env!("CARGO_BIN_EXE_stagehand")).args(["targets", "--json"]).output().unwrap();
     assert!(out.status.success());
     let targets: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let in_ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let mut checked = 0;
     for t in targets.as_array().unwrap() {
         let name = t["name"].as_str().unwrap();
         let q = &t["qemu"];
         let binary = q["binary"].as_str().unwrap();
         let (machine, cpu) = (q["machine"].as_str().unwrap(), q["cpu"].as_str().unwrap());
+        if ALWAYS_INSTALLED.contains(&binary) && !stagehand_testkit::require_tool(binary) {
+            continue;
+        }
         let Some(machines) = help(binary, &["-M", "help"]) else {
-            if ALWAYS_INSTALLED.contains(&binary) && in_ci {
-                panic!("{binary} missing: scripts/setup.sh installs it");
-            }
-            eprintln!("skipping {name}: {binary} not installed (scripts/setup.sh --cross-all)");
+            // Not a skip of this test: the other emulators come with setup.sh --cross-all.
+            eprintln!("not checked: {name}: {binary} is not installed (scripts/setup.sh --cross-all)");
             continue;
         };
         assert!(listed(&machines, machine), "{name}: {binary} has no machine {machine}");
@@ -45,5 +45,5 @@ fn qemu_machines_and_cpus_exist() {
         assert!(listed(&cpus, cpu), "{name}: {binary} -M {machine} has no cpu {cpu}:\n{cpus}");
         checked += 1;
     }
-    assert!(checked > 0 || !in_ci, "no QEMU checked");
+    assert!(checked > 0 || !stagehand_testkit::skips_fail(), "no QEMU checked");
 }

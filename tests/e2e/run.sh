@@ -6,7 +6,7 @@
 #   2. every scenario of the stagehand-e2e crate (tests/e2e/tests/*.rs), one at a time.
 # Prints the wall time of each scenario and of the whole suite.
 # Env: SMOKE_CASES (default below; empty: none), E2E_FILTER (a cargo test name filter),
-#      CI=true (a missing tool fails instead of skipping).
+#      STAGEHAND_NO_SKIP=1 (a missing tool fails instead of skipping; scripts/test.sh sets it).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 

@@ -1,5 +1,7 @@
-#![allow(dead_code)]
 //! Shared helpers for the command-line tests.
+
+// Each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
 
 use stagehand_proto::events::{Event, Hello, ModuleOutcome, Outcome, StreamKind};
 use stagehand_proto::wire::sender::{Sender, SenderConfig};
@@ -18,20 +20,6 @@ pub fn run(args: &[&str]) -> Output {
 
 pub fn text(o: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-/// Whether a needed tool is present; in CI its absence is a failure, not a skip.
-pub fn have_tool(tool: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-        .unwrap_or(false);
-    if !found {
-        if std::env::var_os("CI").is_some() {
-            panic!("{tool} is required in CI (run scripts/setup.sh)");
-        }
-        eprintln!("skipping: {tool} is not installed");
-    }
-    found
 }
 
 /// A small stage-2-like tree: /tools/bin with busybox, /usr/bin -> /tools/bin.

@@ -3,7 +3,7 @@
 //! ran, `stagehand image` with the target kernel's modules, `stagehand qemu`, and checks
 //! on what was collected.
 
-use crate::{cache_dir, in_ci, run, sha256sum, workspace};
+use crate::{cache_dir, need, require_tool, run, sha256sum, workspace};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{LazyLock, OnceLock};
@@ -58,11 +58,6 @@ pub static PPC64L: LazyLock<Cross> = LazyLock::new(|| Cross::of("ppc64l"));
 pub static ARMV7LHF: LazyLock<Cross> = LazyLock::new(|| Cross::of("armv7lhf"));
 pub static X86_64: LazyLock<Cross> = LazyLock::new(|| Cross::of("x86_64"));
 
-/// Whether the opt-in architectures (ppc64l, armv7lhf) are asked for.
-pub fn cross_all_wanted() -> bool {
-    std::env::var("STAGEHAND_E2E_CROSS").is_ok_and(|v| !v.is_empty() && v != "0")
-}
-
 /// The `stagehand` binary of this workspace, built once per test process.
 pub fn stagehand() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -80,21 +75,6 @@ pub fn stagehand() -> PathBuf {
     .clone()
 }
 
-/// Skips (false) or fails in CI when something this scenario needs is missing.
-pub fn need(ok: bool, what: &str) -> bool {
-    if !ok {
-        if in_ci() {
-            panic!("{what}");
-        }
-        eprintln!("skipped: {what}");
-    }
-    ok
-}
-
-fn have(tool: &str) -> bool {
-    Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().is_ok_and(|o| o.status.success())
-}
-
 /// The cached kernel's `modules/<version>` folder, when `scripts/kernels.sh` made it.
 pub fn kernel_modules(c: &Cross) -> Option<PathBuf> {
     let dir = cache_dir().join("kernels").join(&c.kernel);
@@ -103,16 +83,18 @@ pub fn kernel_modules(c: &Cross) -> Option<PathBuf> {
     (dir.join("vmlinuz").is_file() && m.join("modules.dep").is_file()).then_some(m)
 }
 
-/// Everything a scenario for `c` needs, or false with the reason (a failure in CI).
+/// Everything a scenario for `c` needs, or false with the reason (a failure under
+/// STAGEHAND_NO_SKIP).
 pub fn ready(c: &Cross) -> bool {
     for tool in [c.qemu_system.as_str(), c.qemu_user.as_str()].into_iter().filter(|t| !t.is_empty()) {
-        if !need(have(tool), &format!("{tool} is missing: run scripts/setup.sh")) {
+        if !require_tool(tool) {
             return false;
         }
     }
     need(
         kernel_modules(c).is_some(),
-        &format!("no {} kernel in the cache: run scripts/kernels.sh {}", c.target, c.kernel),
+        &format!("no {} kernel in the cache", c.target),
+        &format!("run scripts/kernels.sh {}", c.kernel),
     )
 }
 

@@ -14,36 +14,13 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
 }
 
-/// Where kernels, the debootstrap stage 2 and other slow-to-make inputs are cached.
+/// Where kernels, the debootstrap stage 2 and other slow-to-make inputs are cached: the
+/// host tool's own cache.
 pub fn cache_dir() -> PathBuf {
-    match std::env::var_os("STAGEHAND_CACHE") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_else(|| "/root".into())).join(".cache/stagehand")
-        }
-    }
+    stagehand::qemu::kernel::cache_dir()
 }
 
-/// Whether a missing tool fails the test (CI) or skips it (a developer's machine).
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
-}
-
-/// Returns false (and says why) when `tool` is missing outside CI; panics in CI.
-pub fn require(tool: &str) -> bool {
-    let found = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        if in_ci() {
-            panic!("{tool} is missing: run scripts/setup.sh");
-        }
-        eprintln!("skipped: {tool} is missing (run scripts/setup.sh)");
-    }
-    found
-}
+pub use stagehand_testkit::{need, require_tool};
 
 /// Runs `cmd`, panicking with its output when it fails.
 pub fn run(cmd: &mut Command) -> Output {

@@ -234,20 +234,22 @@ impl Drop for Timer {
     }
 }
 
-/// Whether everything the x86_64 scenarios need is installed (false = skip, outside CI).
+/// Whether everything the x86_64 scenarios need is installed (false: skipped).
 pub fn have_tools() -> bool {
-    let kernel = std::fs::read_dir("/boot")
-        .is_ok_and(|d| d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("vmlinuz-")));
-    if !kernel {
-        if crate::in_ci() {
-            panic!("no /boot/vmlinuz-*: apt-get install linux-image-amd64 (scripts/setup.sh)");
-        }
-        eprintln!("skipped: no /boot/vmlinuz-* (apt-get install linux-image-amd64)");
+    if stagehand_testkit::require_kernel().is_none() {
         return false;
     }
-    ["qemu-system-x86_64", "bst", "bwrap", "mke2fs", "busybox", "debootstrap", "unshare", "tar", "sha256sum"]
-        .iter()
-        .all(|t| crate::require(t))
+    stagehand_testkit::require_tools(&[
+        "qemu-system-x86_64",
+        "bst",
+        "bwrap",
+        "mke2fs",
+        "busybox",
+        "debootstrap",
+        "unshare",
+        "tar",
+        "sha256sum",
+    ])
 }
 
 /// Output text of a command for failure messages.

@@ -38,11 +38,13 @@ fn script(dir: &Path, name: &str, body: &str) {
 #[test]
 #[ignore = "opt-in (STAGEHAND_E2E_DEBOOTSTRAP=1): takes minutes"]
 fn arm64_debootstrap_second_stage_runs_on_the_target() {
-    if std::env::var("STAGEHAND_E2E_DEBOOTSTRAP").map_or(true, |v| v.is_empty() || v == "0") {
-        eprintln!("skipped: set STAGEHAND_E2E_DEBOOTSTRAP=1 (takes minutes)");
+    if !stagehand_testkit::opt_in(
+        "STAGEHAND_E2E_DEBOOTSTRAP",
+        "the arm64 debootstrap second stage (takes minutes)",
+    ) {
         return;
     }
-    if !cross::ready(&ARMV8L64) || !stagehand_e2e::require("debootstrap") {
+    if !cross::ready(&ARMV8L64) || !stagehand_e2e::require_tool("debootstrap") {
         return;
     }
     let stage2 = foreign_stage2();

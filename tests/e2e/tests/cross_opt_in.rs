@@ -5,8 +5,7 @@
 use stagehand_e2e::cross::{self, Cross, ARMV7LHF, PPC64L};
 
 fn scenario(c: &Cross, channel: &str, image_channel: &str, extra: &[&str]) {
-    if !cross::cross_all_wanted() {
-        eprintln!("skipped: set STAGEHAND_E2E_CROSS=1 to run the {} scenarios", c.target);
+    if !stagehand_testkit::opt_in("STAGEHAND_E2E_CROSS", &format!("the {} {channel} scenario", c.target)) {
         return;
     }
     if !cross::ready(c) {

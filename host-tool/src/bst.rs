@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use yaml_rust2::{Yaml, YamlLoader};
 
 pub const INSTALL_HINT: &str = "apt-get install buildstream bubblewrap";
 
@@ -11,16 +12,17 @@ pub const INSTALL_HINT: &str = "apt-get install buildstream bubblewrap";
 pub struct Project {
     pub dir: PathBuf,
     pub element_path: PathBuf,
-    conf: String,
+    conf: Yaml,
 }
 
 impl Project {
     pub fn open(dir: &Path) -> Result<Project> {
         let conf_path = dir.join("project.conf");
-        let conf = std::fs::read_to_string(&conf_path).with_context(|| {
+        let text = std::fs::read_to_string(&conf_path).with_context(|| {
             format!("{} is not a BuildStream project (no readable project.conf)", dir.display())
         })?;
-        let element_path = top_level_value(&conf, "element-path").unwrap_or_else(|| ".".into());
+        let conf = parse_conf(&text).with_context(|| format!("{}", conf_path.display()))?;
+        let element_path = conf["element-path"].as_str().unwrap_or(".").to_string();
         Ok(Project { dir: dir.to_path_buf(), element_path: dir.join(element_path), conf })
     }
 
@@ -52,61 +54,40 @@ impl Project {
     }
 }
 
-fn top_level_value(conf: &str, key: &str) -> Option<String> {
-    conf.lines().find_map(|l| {
-        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
-        let v = rest.trim().trim_matches(|c| c == '\'' || c == '"');
-        (!v.is_empty()).then(|| v.to_string())
-    })
-}
-
-fn indent(line: &str) -> usize {
-    line.len() - line.trim_start().len()
-}
-
-/// The `values` of `options: arch:` in project.conf (an empty list when the option exists
-/// but lists none); `None` when there is no such option. Indentation-based, enough for
-/// the flat YAML BuildStream projects use.
-pub fn arch_values(conf: &str) -> Option<Vec<String>> {
-    let lines: Vec<&str> =
-        conf.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')).collect();
-    let opts = lines.iter().position(|l| l.trim_end() == "options:")?;
-    let mut i = opts + 1;
-    while i < lines.len() && indent(lines[i]) > 0 {
-        if lines[i].trim_end().trim() == "arch:" {
-            let arch_indent = indent(lines[i]);
-            let mut values = Vec::new();
-            let mut j = i + 1;
-            while j < lines.len() && indent(lines[j]) > arch_indent {
-                let t = lines[j].trim();
-                if let Some(inline) = t.strip_prefix("values:") {
-                    let inline = inline.trim();
-                    if let Some(list) = inline.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-                        values.extend(
-                            list.split(',')
-                                .map(|v| v.trim().trim_matches(|c| c == '\'' || c == '"').to_string()),
-                        );
-                    } else {
-                        let vi = indent(lines[j]);
-                        let mut k = j + 1;
-                        while k < lines.len() && indent(lines[k]) >= vi && lines[k].trim().starts_with('-') {
-                            values.push(
-                                lines[k].trim()[1..]
-                                    .trim()
-                                    .trim_matches(|c| c == '\'' || c == '"')
-                                    .to_string(),
-                            );
-                            k += 1;
-                        }
-                    }
-                }
-                j += 1;
-            }
-            return Some(values.into_iter().filter(|v| !v.is_empty()).collect());
-        }
-        i += 1;
+/// project.conf as YAML (anchors, flow style and comments as BuildStream reads them).
+pub fn parse_conf(text: &str) -> Result<Yaml> {
+    let docs = YamlLoader::load_from_str(text).map_err(|e| {
+        anyhow::anyhow!("not valid YAML: {e}; BuildStream would refuse it too (fix the file)")
+    })?;
+    match docs.into_iter().next() {
+        None => Ok(Yaml::Hash(Default::default())),
+        Some(doc @ Yaml::Hash(_)) => Ok(doc),
+        Some(_) => anyhow::bail!("expected a mapping of settings at the top (name:, options:, ...)"),
     }
-    None
+}
+
+/// The `values` of `options: arch:` (an empty list when the option exists but lists
+/// none); `None` when there is no such option.
+pub fn arch_values(conf: &Yaml) -> Option<Vec<String>> {
+    let arch = &conf["options"]["arch"];
+    if arch.is_badvalue() || arch.is_null() {
+        return None;
+    }
+    let values = match &arch["values"] {
+        Yaml::Array(items) => items
+            .iter()
+            .filter_map(|v| match v {
+                Yaml::String(s) => Some(s.clone()),
+                // BuildStream takes `values: [1, 2]` as strings too.
+                Yaml::Integer(i) => Some(i.to_string()),
+                Yaml::Real(r) => Some(r.clone()),
+                _ => None,
+            })
+            .filter(|v| !v.is_empty())
+            .collect(),
+        _ => Vec::new(),
+    };
+    Some(values)
 }
 
 /// `bst` on PATH, or an error saying how to install it.
@@ -180,22 +161,64 @@ pub fn run(bst: &Path, project: &Path, arch: &str, args: &[&std::ffi::OsStr]) ->
 mod tests {
     use super::*;
 
+    fn values(conf: &str) -> Option<Vec<String>> {
+        arch_values(&parse_conf(conf).unwrap())
+    }
+
     #[test]
     fn arch_values_block_list() {
         let conf = "name: p\noptions:\n  arch:\n    type: arch\n    description: x\n    values:\n    - x86_64\n    - armv8l64\n  other:\n    type: bool\n";
-        assert_eq!(arch_values(conf).unwrap(), vec!["x86_64", "armv8l64"]);
+        assert_eq!(values(conf).unwrap(), vec!["x86_64", "armv8l64"]);
     }
 
     #[test]
     fn arch_values_inline_list() {
         let conf = "options:\n  arch:\n    type: enum\n    values: [x86_64, 'ppc64b']\n";
-        assert_eq!(arch_values(conf).unwrap(), vec!["x86_64", "ppc64b"]);
+        assert_eq!(values(conf).unwrap(), vec!["x86_64", "ppc64b"]);
     }
 
     #[test]
     fn no_arch_option() {
-        assert!(arch_values("name: p\noptions:\n  debug:\n    type: bool\n").is_none());
-        assert!(arch_values("name: p\n").is_none());
+        assert!(values("name: p\noptions:\n  debug:\n    type: bool\n").is_none());
+        assert!(values("name: p\n").is_none());
+        assert!(values("").is_none());
+    }
+
+    #[test]
+    fn a_real_projects_yaml_reads_right() {
+        // Anchors and aliases, flow mappings, comments, quoting: what the indentation
+        // reader used to get wrong.
+        let conf = r#"
+name: baserock  # the project
+element-path: "elements"
+arches: &arches [x86_64, armv8l64, 'ppc64b', "riscv64"]
+options:
+  arch: {type: arch, description: "Machine architecture", values: *arches}
+  # arch:  (a comment that looks like the option)
+  bootstrap_build_arch:
+    type: arch
+    values:
+      - x86_64
+"#;
+        assert_eq!(values(conf).unwrap(), vec!["x86_64", "armv8l64", "ppc64b", "riscv64"]);
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("project.conf"), conf).unwrap();
+        let p = Project::open(d.path()).unwrap();
+        assert_eq!(p.element_path, d.path().join("elements"));
+        assert!(p.require_arch("ppc64b").is_ok());
+        let e = p.require_arch("ppc64").unwrap_err().to_string();
+        assert!(e.contains("does not list 'ppc64'") && e.contains("ppc64b"), "{e}");
+    }
+
+    #[test]
+    fn broken_yaml_is_named_with_the_file() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("project.conf"), "options:\n  arch: [unclosed\n").unwrap();
+        let e = format!("{:#}", Project::open(d.path()).err().unwrap());
+        assert!(e.contains("project.conf") && e.contains("not valid YAML"), "{e}");
+        std::fs::write(d.path().join("project.conf"), "- a list\n").unwrap();
+        let e = format!("{:#}", Project::open(d.path()).err().unwrap());
+        assert!(e.contains("mapping"), "{e}");
     }
 
     #[test]
@@ -210,8 +233,10 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn arch_values_never_panics(conf in "(options:|  arch:|    values:|    - [a-z0-9_]{0,8}|    values: \\[[a-z, ]{0,12}\\]|[ a-z:#-]{0,12}|\n){0,24}") {
-            let _ = arch_values(&conf);
+        fn arch_values_never_panics(conf in "(options:|  arch:|    values:|    - [a-z0-9_]{0,8}|    values: \\[[a-z, ]{0,12}\\]|[ a-z:#&*\\[\\]{}-]{0,12}|\n){0,24}") {
+            if let Ok(doc) = parse_conf(&conf) {
+                let _ = arch_values(&doc);
+            }
         }
     }
 }

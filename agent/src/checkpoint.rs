@@ -92,8 +92,10 @@ impl Checkpoint {
     pub fn open(state_dir: &Path, identity: &str, modules: &[String]) -> io::Result<Checkpoint> {
         let path = state_dir.join(STATE_FILE);
         let mut warnings = Vec::new();
-        let old = match fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<State>(&bytes) {
+        // Text and from_str, as every other JSON the agent reads: one JSON reader in the
+        // binary, not two (from_slice would add ~4 KB). Invalid UTF-8 is an unreadable file.
+        let old = match fs::read_to_string(&path) {
+            Ok(text) => match serde_json::from_str::<State>(&text) {
                 Ok(s) if s.format == FORMAT => Some(s),
                 Ok(s) => {
                     warnings.push(format!(

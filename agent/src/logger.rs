@@ -27,12 +27,12 @@ pub fn attach(handle: UplinkHandle) {
     *UPLINK.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
 }
 
-/// The line as it is shown: `warning: ` / `error: ` before the message where it is one.
-pub fn line(level: log::Level, message: &str) -> String {
+/// What a line of `level` starts with after the prefix: `warning: `, `error: ` or nothing.
+pub fn level_prefix(level: log::Level) -> &'static str {
     match level {
-        log::Level::Error => format!("error: {message}"),
-        log::Level::Warn => format!("warning: {message}"),
-        _ => message.to_string(),
+        log::Level::Error => "error: ",
+        log::Level::Warn => "warning: ",
+        _ => "",
     }
 }
 
@@ -45,21 +45,18 @@ impl log::Log for AgentLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let text = line(record.level(), &record.args().to_string());
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{PREFIX}{text}");
-        let _ = err.flush();
+        let level = level_prefix(record.level());
+        // stderr is unbuffered: one write_fmt, no flush needed.
+        let _ = writeln!(std::io::stderr().lock(), "{PREFIX}{level}{}", record.args());
         // Never block here (the panic hook logs too): try the lock, never wait for the window.
         if let Ok(guard) = UPLINK.try_lock() {
             if let Some(up) = guard.as_ref() {
-                let _ = up.try_write(AGENT_LOG_STREAM, format!("{text}\n").as_bytes());
+                let _ = up.try_write(AGENT_LOG_STREAM, format!("{level}{}\n", record.args()).as_bytes());
             }
         }
     }
 
-    fn flush(&self) {
-        let _ = std::io::stderr().flush();
-    }
+    fn flush(&self) {}
 }
 
 #[cfg(test)]
@@ -68,8 +65,8 @@ mod tests {
 
     #[test]
     fn levels_show_in_the_line() {
-        assert_eq!(line(log::Level::Info, "module 1/3 gcc: started"), "module 1/3 gcc: started");
-        assert_eq!(line(log::Level::Warn, "no /proc"), "warning: no /proc");
-        assert_eq!(line(log::Level::Error, "fatal"), "error: fatal");
+        assert_eq!(level_prefix(log::Level::Info), "");
+        assert_eq!(level_prefix(log::Level::Warn), "warning: ");
+        assert_eq!(level_prefix(log::Level::Error), "error: ");
     }
 }

@@ -284,11 +284,14 @@ fn want_list(v: &Value) -> Result<Vec<String>, String> {
 }
 
 fn want_choice<T: Copy>(v: &Value, choices: &[(&str, T)]) -> Result<T, String> {
+    let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+    Ok(choices[choice_index(v, &names)?].1)
+}
+
+/// The one non-generic body of [`want_choice`] (the agent carries one copy, not one per enum).
+fn choice_index(v: &Value, names: &[&str]) -> Result<usize, String> {
     let s = want_str(v, "a string")?;
-    choices.iter().find(|(n, _)| *n == s).map(|(_, c)| *c).ok_or_else(|| {
-        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
-        format!("{s:?} is not one of {}", names.join(", "))
-    })
+    names.iter().position(|n| *n == s).ok_or_else(|| format!("{s:?} is not one of {}", names.join(", ")))
 }
 
 impl std::str::FromStr for EndAction {
@@ -527,8 +530,11 @@ impl Config {
     }
 
     fn value_of(&self, key: &str) -> String {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(map)) => map.get(key).map(|v| v.to_string()).unwrap_or_default(),
+        // Through the text form: the JSON writer and the `Value` reader are in the agent
+        // already (digest, apply_json); a `Value` serializer of `Config` would add ~KBs.
+        let doc: Option<Value> = serde_json::to_string(self).ok().and_then(|t| serde_json::from_str(&t).ok());
+        match doc {
+            Some(Value::Object(map)) => map.get(key).map(|v| v.to_string()).unwrap_or_default(),
             _ => String::new(),
         }
     }

@@ -6,7 +6,7 @@
 //! ([`ModuleIndex::resolve`]). Compressed modules (`.ko.xz`, `.ko.zst`, `.ko.gz`) are named
 //! like plain ones.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 pub const COMPRESSED_SUFFIXES: &[&str] = &[".ko.xz", ".ko.zst", ".ko.gz"];
 
@@ -31,13 +31,13 @@ pub fn compression_of(path: &str) -> Option<&'static str> {
 #[derive(Debug, Default)]
 pub struct ModuleIndex {
     /// name -> (path relative to the modules directory, direct dependencies as paths)
-    entries: BTreeMap<String, (String, Vec<String>)>,
-    builtin: BTreeSet<String>,
+    entries: HashMap<String, (String, Vec<String>)>,
+    builtin: HashSet<String>,
 }
 
 impl ModuleIndex {
     pub fn parse(modules_dep: &str, modules_builtin: &str) -> ModuleIndex {
-        let mut entries = BTreeMap::new();
+        let mut entries = HashMap::new();
         for line in modules_dep.lines() {
             let Some((path, deps)) = line.split_once(':') else { continue };
             let path = path.trim();
@@ -74,7 +74,9 @@ impl ModuleIndex {
     /// that holds only some modules gets an index of only those.
     pub fn subset(&self, files: &BTreeSet<String>) -> String {
         let mut out = String::new();
-        for (path, deps) in self.entries.values() {
+        let mut lines: Vec<(&String, &(String, Vec<String>))> = self.entries.iter().collect();
+        lines.sort_by(|a, b| a.0.cmp(b.0));
+        for (_, (path, deps)) in lines {
             if files.contains(path) {
                 out.push_str(path);
                 out.push(':');

@@ -2,7 +2,7 @@
 //!
 //! Everything the host learns goes through [`Report`]: events on the events stream, the
 //! agent log, module logs and the tarball on their own streams, and a copy of each line
-//! on the console. The run ends in [`pid1::end`], never by returning as PID 1.
+//! on the console. The run ends in `pid1::end`, never by returning as PID 1.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

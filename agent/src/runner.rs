@@ -6,7 +6,7 @@
 //! run cut by a power failure resumes at the module that was running.
 //!
 //! As PID 1 the agent also reaps orphans with `waitpid(-1)`; waiting for a module goes
-//! through [`ChildWaiter`] so that reaper can hand the module's status over instead of
+//! through a [`Launcher`] (`pid1::spawn` by default) so that reaper can hand the module's status over instead of
 //! swallowing it.
 
 use std::fs::File;

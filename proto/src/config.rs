@@ -592,7 +592,7 @@ pub fn split_cmdline(cmdline: &str) -> Vec<String> {
     words
 }
 
-/// The result of [`load`]: the configuration and everything worth telling about it.
+/// The result of [`load_with`]: the configuration and everything worth telling about it.
 #[derive(Debug)]
 pub struct Loaded {
     pub config: Config,

@@ -24,8 +24,8 @@
 //! [`stop_requested`] turns `Some` and every [`on_stop`] callback runs.
 //!
 //! # Layout
-//! [`reaper`] (signal thread, `waitpid`, the spawn registry), [`stop`] (stop requests),
-//! [`end`] (end actions), [`guard`] (panics), [`procs`] (the process table, stopping
+//! `reaper` (signal thread, `waitpid`, the spawn registry), `stop` (stop requests),
+//! `end` (end actions), `guard` (panics), `procs` (the process table, stopping
 //! the build's processes).
 
 pub mod end;

@@ -38,8 +38,9 @@ pub struct ImageCmd {
     /// Baserock architecture name.
     #[arg(long, value_name = "ARCH")]
     pub target: String,
-    /// How the agent reaches the host: serial:DEV[,BAUD][,flow=rtscts][,oneway],
-    /// console[:DEV][,oneway], tcp:HOST:PORT or file:PATH (the agent's own syntax).
+    /// How the agent reaches the host, in the agent's own syntax: serial:DEV,BAUD (a baud
+    /// rate, flow=rtscts and oneway are optional), console or console:DEV (oneway
+    /// optional), tcp:HOST:PORT or file:PATH. DEV may be the kernel's name (ttyS1).
     #[arg(long, value_name = "CHANNEL")]
     pub channel: ChannelSpec,
     /// Image format.
@@ -74,7 +75,7 @@ pub struct ImageCmd {
     pub force: bool,
     /// A kernel's `modules/<version>` folder (with modules.dep): the modules the agent is
     /// told to load (`--set modules=...`, `--kernel-module`) and those `stagehand qemu`
-    /// wirings use, with their dependencies, go to /lib/modules/<version> in the image.
+    /// wirings use, with their dependencies, go to /lib/modules/VERSION in the image.
     #[arg(long, value_name = "DIR")]
     pub kernel_modules: Option<PathBuf>,
     /// A further module to copy with --kernel-modules (repeatable).

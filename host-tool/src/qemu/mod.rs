@@ -24,7 +24,7 @@ pub struct QemuCmd {
     /// Image from `stagehand image`: cpio(.gz) initramfs or ext4.
     #[arg(long, value_name = "PATH")]
     pub image: PathBuf,
-    /// Key of the image (default: <image>.key).
+    /// Key of the image (default: IMAGE.key beside the image).
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// Kernel to boot (default: the Debian kernel in /boot for x86_64, else the one

@@ -1,7 +1,7 @@
 //! Routes what the link delivers: console text to console.log, events to the report and
 //! the display, module logs to logs/NN-name.log, the file stream to a `.partial` file that
-//! becomes `sysroot.tar[.gz]` once verified ([`verify`]); an interrupted collection is
-//! picked up again from what it kept ([`resume`]). This module routes.
+//! becomes `sysroot.tar[.gz]` once verified (`verify`); an interrupted collection is
+//! picked up again from what it kept (`resume`). This module routes.
 
 mod resume;
 mod verify;

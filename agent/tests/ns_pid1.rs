@@ -111,9 +111,13 @@ fn inside(scenario: &str) -> ! {
     pid1::install_panic_hook();
     match scenario {
         "reap" => {
+            // The boot mounts a tmpfs over /tmp, which hides this binary when the checkout
+            // is under /tmp: keep it open and run it through /proc/PID/fd.
+            let exe_file = std::fs::File::open(std::env::current_exe().unwrap()).unwrap();
             boot_pid1();
             // A child that leaves 2000 orphans behind, while a watched child exits 7.
-            let exe = std::env::current_exe().unwrap();
+            use std::os::fd::AsRawFd;
+            let exe = format!("/proc/{}/fd/{}", std::process::id(), exe_file.as_raw_fd());
             let mut watched = pid1::spawn(Command::new("sh").args(["-c", "sleep 0.5; exit 7"])).unwrap();
             let st = pid1::status(Command::new(&exe).env(SCENARIO_ENV, "orphan-maker")).unwrap();
             assert!(st.success(), "orphan maker: {st}");

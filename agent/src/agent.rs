@@ -14,13 +14,16 @@ use crate::channel;
 use crate::checkpoint::Checkpoint;
 use crate::config::{self, Compression, Config, Loaded, Mode};
 use crate::events::{Event, Hello, ModuleOutcome, Outcome, StreamKind};
+use crate::kmod;
 use crate::pack::{self, Excludes, GzipOptions, PackOptions};
 use crate::pid1::{self, EndContext};
+use crate::rootfs;
 use crate::runner::{BuildObserver, RunResult, Runner, RunnerConfig};
 use crate::sys::{LinuxSys, Sys};
 use crate::wire::sender::{Sender, SenderConfig};
 use crate::wire::uplink::{Uplink, UplinkHandle};
 use crate::wire::{Key, Priority, StreamId, AGENT_LOG_STREAM, EVENTS_STREAM, FIRST_DYNAMIC_STREAM};
+use stagehand_proto::root::RootSpec;
 
 /// How long the end of a run waits for the host to have everything.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(600);
@@ -218,8 +221,23 @@ fn run_build(sys: &dyn Sys, loaded: &Loaded, report: &Report) -> Finish {
         report.warn(&step.line());
     }
     if !boot_report.ok() {
-        return Finish::failed(Outcome::Error, "an essential boot step failed (see the agent log)".into());
+        let why = boot_report.steps.iter().rev().find(|s| s.status == boot::StepStatus::Failed);
+        return Finish::failed(
+            Outcome::Error,
+            match why {
+                Some(s) => format!("an essential boot step failed: {}", s.line()),
+                None => "an essential boot step failed (see the agent log)".into(),
+            },
+        );
     }
+
+    // Netboot: the root to switch to, and the configuration found there.
+    let entered = match enter_root(sys, loaded, &boot_report, report) {
+        Ok(e) => e,
+        Err(e) => return Finish::failed(Outcome::Error, e),
+    };
+    let loaded = entered.as_ref().unwrap_or(loaded);
+    let cfg = &loaded.config;
 
     let root = Path::new("/");
     let kind = bundle_kind(cfg.bundle_kind);
@@ -299,6 +317,76 @@ fn run_build(sys: &dyn Sys, loaded: &Loaded, report: &Report) -> Finish {
         },
         Err(message) => Finish::failed(Outcome::Error, message),
     }
+}
+
+/// As PID 1 of an initramfs with a root to go to (`root`, or the kernel's `root=/dev/nfs
+/// nfsroot=...`): load its modules, mount it, switch to it, and load the configuration
+/// again from there. `Ok(None)`: there is nothing to switch to; the run goes on as it is.
+fn enter_root(
+    sys: &dyn Sys,
+    loaded: &Loaded,
+    boot_report: &boot::BootReport,
+    report: &Report,
+) -> Result<Option<Loaded>, String> {
+    let cfg = &loaded.config;
+    if loaded.mode != Mode::Pid1 {
+        return Ok(None);
+    }
+    let cmdline = loaded.inputs.cmdline.as_deref().unwrap_or("");
+    let root = match &cfg.root {
+        Some(r) => r.clone(),
+        None => match RootSpec::from_kernel_words(
+            config::cmdline_value(cmdline, "root").as_deref(),
+            config::cmdline_value(cmdline, "nfsroot").as_deref(),
+            config::cmdline_value(cmdline, "rootfstype").as_deref(),
+        ) {
+            None => return Ok(None),
+            Some(r) => r.map_err(|e| format!("kernel command line: {e}"))?,
+        },
+    };
+    if !rootfs::in_initramfs(sys) {
+        if cfg.root.is_some() {
+            log::info!("root {root}: / is already a real file system, staying on it");
+        }
+        return Ok(None);
+    }
+    let names: Vec<String> = root.modules().iter().map(|m| m.to_string()).collect();
+    let loaded_mods = kmod::load_modules(sys, &names);
+    loaded_mods.done.iter().for_each(|l| log::info!("{l}"));
+    // A module may be built into this kernel without modules.builtin saying so: try the mount.
+    loaded_mods.errors.iter().for_each(|e| report.warn(&format!("root {root}: {e}")));
+    let ip = cfg.ip_config();
+    let (client, server) = match (&boot_report.lease, &ip) {
+        (Some((_, lease)), _) => (Some(lease.address), Some(lease.boot_server())),
+        (None, Some(stagehand_proto::ip::IpConfig::Static(s))) => (s.client, s.server.or(s.gateway)),
+        _ => (None, None),
+    };
+    for line in rootfs::switch(sys, &root, client, server)? {
+        log::info!("{line}");
+    }
+    let mut again = config::load(&loaded.inputs);
+    for w in std::mem::take(&mut again.warnings) {
+        report.warn(&format!("after the root switch: {w}"));
+    }
+    if again.config.channel != cfg.channel || again.config.key_file != cfg.key_file {
+        report.warn(&format!(
+            "the new root's configuration names channel {} and key {}; the link already open ({}) stays",
+            again.config.channel,
+            again.config.key_file.display(),
+            cfg.channel
+        ));
+    }
+    // The new root's own mounts (/tmp, ...); the network is up already.
+    let mut opts = BootOptions::from_config(&again.config, Mode::Pid1);
+    opts.ip = None;
+    let booted = boot::boot(sys, &opts, &mut |step| log::info!("{}", step.line()));
+    for step in booted.warnings() {
+        report.warn(&step.line());
+    }
+    if !booted.ok() {
+        return Err("an essential boot step failed in the new root (see the agent log)".into());
+    }
+    Ok(Some(again))
 }
 
 fn bundle_kind(kind: config::BundleKind) -> BundleKind {

@@ -76,6 +76,8 @@ impl Step {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BootReport {
     pub steps: Vec<Step>,
+    /// The interface and lease, when the agent configured the network by DHCP.
+    pub lease: Option<(String, crate::dhcp::Lease)>,
 }
 
 impl BootReport {
@@ -87,6 +89,9 @@ impl BootReport {
         self.steps.iter().filter(|s| matches!(s.status, StepStatus::Warning | StepStatus::Failed))
     }
 }
+
+/// How long `ip=dhcp` waits for a lease before the boot fails.
+pub const DHCP_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub const DEFAULT_NODES: &[(&str, u32, u32, u32)] = &[
     ("null", 0o666, 1, 3),
@@ -382,13 +387,10 @@ impl Booter<'_> {
     fn network(&mut self, ip: &IpConfig) {
         match ip {
             IpConfig::Off => {}
-            IpConfig::Automatic(how) => self.step(
-                "network",
-                StepStatus::Warning,
-                format!(
-                    "ip={how}: the agent does no DHCP; it relies on the initrd having configured the network"
-                ),
-            ),
+            IpConfig::Automatic(_) if !self.pid1 => {
+                self.step("network", StepStatus::Skipped, "container mode: interfaces are the host's")
+            }
+            IpConfig::Automatic(how) => self.dhcp(how),
             IpConfig::Static(_) if !self.pid1 => {
                 self.step("network", StepStatus::Skipped, "container mode: interfaces are the host's")
             }
@@ -401,6 +403,54 @@ impl Booter<'_> {
                 Err(e) => self.step("network", StepStatus::Warning, e),
             },
         }
+    }
+
+    /// `ip=dhcp` as PID 1: bring the first interface up, get a lease, configure it, renew
+    /// it while the agent runs. An interface an initrd already configured is left alone.
+    fn dhcp(&mut self, how: &str) {
+        let dev = match netcfg::first_interface(self.sys) {
+            Ok(d) => d,
+            Err(e) => return self.step("network", StepStatus::Failed, format!("ip={how}: {e}")),
+        };
+        match self.sys.if_get_ipv4(&dev) {
+            Ok(Some(a)) => {
+                return self.step(
+                    "network",
+                    StepStatus::Skipped,
+                    format!("{dev} already has {a} (set before the agent ran)"),
+                )
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return self.step(
+                    "network",
+                    StepStatus::Failed,
+                    format!("network interface {dev}: {e} (is its driver loaded? see the modules setting)"),
+                )
+            }
+        }
+        let up = self.sys.if_get_flags(&dev).and_then(|f| self.sys.if_set_flags(&dev, f | IFF_UP));
+        if let Err(e) = up {
+            return self.step("network", StepStatus::Failed, format!("{dev}: bringing it up: {e}"));
+        }
+        let lease = match self.sys.dhcp_acquire(&dev, DHCP_PATIENCE) {
+            Ok(l) => l,
+            Err(e) => return self.step("network", StepStatus::Failed, e),
+        };
+        self.step("dhcp", StepStatus::Done, format!("{dev}: lease {}", lease.describe()));
+        let cfg = stagehand_proto::ip::StaticIp {
+            client: Some(lease.address),
+            netmask: Some(lease.netmask),
+            gateway: lease.router,
+            device: Some(dev.clone()),
+            ..Default::default()
+        };
+        match netcfg::apply(self.sys, &cfg) {
+            Ok(lines) => lines.into_iter().for_each(|l| self.step("network", StepStatus::Done, l)),
+            Err(e) => return self.step("network", StepStatus::Failed, e),
+        }
+        self.sys.dhcp_keep_renewing(&dev, &lease);
+        self.report.lease = Some((dev, lease));
     }
 
     fn resolver(&mut self, servers: &[String]) {
@@ -458,6 +508,9 @@ pub fn boot(sys: &dyn Sys, opts: &BootOptions, log: &mut dyn FnMut(&Step)) -> Bo
     let mut servers = opts.nameservers.clone();
     if let IpConfig::Static(s) = &ip {
         servers.extend(s.dns.iter().map(|a| a.to_string()).filter(|a| !opts.nameservers.contains(a)));
+    }
+    if let Some((_, lease)) = &b.report.lease {
+        servers.extend(lease.dns.iter().map(|a| a.to_string()).filter(|a| !opts.nameservers.contains(a)));
     }
     if !servers.is_empty() {
         b.resolver(&servers);
@@ -689,16 +742,85 @@ mod tests {
     }
 
     #[test]
-    fn dhcp_and_bad_ip_are_warnings() {
-        for ip in ["dhcp", "10.0.2.999"] {
-            let sys = RecordingSys::new();
-            sys.set_interface("lo", 0x9, None);
-            let mut o = opts(Mode::Pid1);
-            o.ip = Some(ip.into());
-            let r = run(&sys, &o);
-            assert!(r.ok());
-            assert_eq!(r.warnings().count(), 1, "{ip}");
+    fn a_bad_ip_is_a_warning() {
+        let sys = RecordingSys::new();
+        sys.set_interface("lo", 0x9, None);
+        let mut o = opts(Mode::Pid1);
+        o.ip = Some("10.0.2.999".into());
+        let r = run(&sys, &o);
+        assert!(r.ok());
+        assert_eq!(r.warnings().count(), 1);
+    }
+
+    fn lease() -> crate::dhcp::Lease {
+        crate::dhcp::Lease {
+            address: "10.0.2.15".parse().unwrap(),
+            netmask: "255.255.255.0".parse().unwrap(),
+            router: Some("10.0.2.2".parse().unwrap()),
+            dns: vec!["10.0.2.3".parse().unwrap()],
+            server: "10.0.2.2".parse().unwrap(),
+            next_server: None,
+            lease_secs: 86400,
+            renew_secs: 43200,
         }
+    }
+
+    fn dhcp_sys() -> RecordingSys {
+        let sys = RecordingSys::new();
+        sys.add_dir("/sys/class/net").add_dir("/sys/class/net/lo").add_dir("/sys/class/net/eth0");
+        sys.set_interface("lo", 0x9, None);
+        sys.set_interface("eth0", 0x1002, None);
+        sys
+    }
+
+    #[test]
+    fn dhcp_brings_the_interface_up_configures_the_lease_and_keeps_renewing() {
+        let sys = dhcp_sys();
+        sys.set_lease(lease());
+        let mut o = opts(Mode::Pid1);
+        o.ip = Some("dhcp".into());
+        let r = run(&sys, &o);
+        assert!(r.ok(), "{r:#?}");
+        let net: Vec<String> = sys
+            .calls()
+            .into_iter()
+            .filter(|c| c.contains("eth0") || c.starts_with("dhcp") || c.contains("resolv"))
+            .collect();
+        assert_eq!(
+            net,
+            [
+                "if_set_flags eth0 0x1003",
+                "dhcp eth0 60s",
+                "if_set_ipv4 eth0 10.0.2.15",
+                "if_set_netmask eth0 255.255.255.0",
+                "if_set_flags eth0 0x1003",
+                "route add default via 10.0.2.2 dev eth0",
+                "dhcp renew eth0 10.0.2.15 every 43200s",
+                "write /etc/resolv.conf \"nameserver 10.0.2.3\\n\"",
+            ]
+        );
+        assert_eq!(r.lease.as_ref().map(|(d, l)| (d.as_str(), l.address)), Some(("eth0", lease().address)));
+    }
+
+    #[test]
+    fn no_lease_fails_the_boot_saying_why_and_a_configured_interface_is_left_alone() {
+        let sys = dhcp_sys();
+        let mut o = opts(Mode::Pid1);
+        o.ip = Some("dhcp".into());
+        let r = run(&sys, &o);
+        assert!(!r.ok());
+        assert!(r.warnings().any(|s| s.detail.contains("no answer from a DHCP server on eth0")), "{r:#?}");
+
+        let sys = dhcp_sys();
+        sys.set_interface("eth0", 0x1043, Some("10.0.2.15".parse().unwrap()));
+        let r = run(&sys, &o);
+        assert!(r.ok());
+        assert!(!sys.calls().iter().any(|c| c.starts_with("dhcp")));
+        let mut c = opts(Mode::Container);
+        c.ip = Some("dhcp".into());
+        let sys = dhcp_sys();
+        assert!(run(&sys, &c).ok());
+        assert!(!sys.calls().iter().any(|c| c.starts_with("dhcp")));
     }
 
     #[test]

@@ -23,6 +23,8 @@ pub mod checkpoint;
 #[doc(hidden)]
 pub mod config;
 #[doc(hidden)]
+pub mod dhcp;
+#[doc(hidden)]
 pub mod kmod;
 #[doc(hidden)]
 pub mod logger;
@@ -32,6 +34,8 @@ pub mod netcfg;
 pub mod pack;
 #[doc(hidden)]
 pub mod pid1;
+#[doc(hidden)]
+pub mod rootfs;
 #[doc(hidden)]
 pub mod runner;
 #[doc(hidden)]

@@ -6,7 +6,7 @@ use stagehand_proto::ip::{default_netmask, StaticIp};
 use std::path::Path;
 
 /// The first interface other than `lo` in `/sys/class/net`.
-fn first_interface(sys: &dyn Sys) -> Result<String, String> {
+pub fn first_interface(sys: &dyn Sys) -> Result<String, String> {
     let names = sys.list_dir(Path::new("/sys/class/net")).map_err(|e| {
         format!("cannot list /sys/class/net to find a network interface ({e}); name one in ip=...:DEVICE")
     })?;

@@ -395,6 +395,7 @@ const EVERY_SETTING: &[(&str, &str)] = &[
     ("on_failure", "shell"),
     ("modules", "e1000,virtio_net"),
     ("ip", "10.0.2.15::10.0.2.2:255.255.255.0:board:eth0:off"),
+    ("root", "nfs:10.0.2.2:/export,vers=4.2,port=2049"),
     ("nameserver", "10.0.2.3,10.0.2.4"),
     ("hostname", "board-1"),
     ("remount_rw", "true"),

@@ -15,6 +15,7 @@
 
 use crate::channel::ChannelSpec;
 use crate::ip;
+use crate::root::RootSpec;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -90,6 +91,7 @@ pub struct Config {
     pub on_failure: EndAction,
     pub modules: Vec<String>,
     pub ip: Option<String>,
+    pub root: Option<RootSpec>,
     pub nameserver: Vec<String>,
     pub hostname: Option<String>,
     pub remount_rw: bool,
@@ -125,6 +127,7 @@ impl Default for Config {
             on_failure: EndAction::Poweroff,
             modules: Vec::new(),
             ip: None,
+            root: None,
             nameserver: Vec::new(),
             hostname: None,
             remount_rw: false,
@@ -173,6 +176,7 @@ const KEYS: &[(&str, Kind)] = &[
     ("on_failure", Kind::Text),
     ("modules", Kind::List),
     ("ip", Kind::Text),
+    ("root", Kind::Text),
     ("nameserver", Kind::List),
     ("hostname", Kind::Text),
     ("remount_rw", Kind::Bool),
@@ -364,6 +368,10 @@ impl Config {
                 let s = want_str(v, "an ip= value")?;
                 ip::parse_ip(s)?;
                 self.ip = Some(s.to_string()).filter(|s| !s.is_empty());
+            }
+            "root" => {
+                let s = want_str(v, "a root like nfs:10.0.2.2:/export")?;
+                self.root = if s.is_empty() { None } else { Some(s.parse()?) };
             }
             "nameserver" => {
                 let list = want_list(v)?;
@@ -561,6 +569,13 @@ impl Config {
     }
 }
 
+/// The value of the first `NAME=VALUE` word of a kernel command line.
+pub fn cmdline_value(cmdline: &str, name: &str) -> Option<String> {
+    split_cmdline(cmdline)
+        .into_iter()
+        .find_map(|w| w.strip_prefix(name)?.strip_prefix('=').map(str::to_string))
+}
+
 /// Split a kernel command line into words; double quotes group (`a="b c"` is one word,
 /// quotes removed), as the kernel does.
 pub fn split_cmdline(cmdline: &str) -> Vec<String> {
@@ -602,6 +617,8 @@ pub struct Loaded {
     pub file: Option<PathBuf>,
     /// One line each; the agent logs them and sends them as warning events.
     pub warnings: Vec<String>,
+    /// What it was loaded from (a netbooted agent loads again from its new root).
+    pub inputs: Inputs,
 }
 
 /// The raw inputs of [`load_with`]; the agent gathers the real ones from its process.
@@ -663,7 +680,7 @@ pub fn load_with(inputs: &Inputs, read: impl Fn(&Path) -> std::io::Result<String
     config.apply_env(&inputs.env, &mut warnings);
     let mode = config.effective_mode(inputs.is_pid1);
     config.mode = mode;
-    Loaded { config, mode, file, warnings }
+    Loaded { config, mode, file, warnings, inputs: inputs.clone() }
 }
 
 #[cfg(test)]
@@ -690,7 +707,7 @@ mod tests {
         let (c, w) = apply(
             r#"{"mode":"pid1","target":"armv8l64","bundle":"/b","bundle_kind":"buildstream",
             "channel":"serial:/dev/ttyS1,115200","key_file":"/k","on_success":"reboot","on_failure":"shell",
-            "modules":["e1000","virtio_blk"],"ip":"10.0.2.15::10.0.2.2:255.255.255.0::eth0:off",
+            "modules":["e1000","virtio_blk"],"ip":"10.0.2.15::10.0.2.2:255.255.255.0::eth0:off","root":"nfs:10.0.2.2:/export",
             "nameserver":["10.0.2.3"],"hostname":"board-1","remount_rw":true,"state_dir":"/s","logs_dir":"/l",
             "exclude":["/proc","/tmp"],"exclude_defaults":false,"compression":"none","gzip_level":9,"threads":4,
             "keep_copy":"/keep.tar","clamp_mtime":1320937200,"env":{"MAKEFLAGS":"-j2"},"path":"/bin","one_way_repeats":3,
@@ -703,6 +720,7 @@ mod tests {
         assert_eq!((c.on_success, c.on_failure), (EndAction::Reboot, EndAction::Shell));
         assert_eq!(c.modules, vec!["e1000", "virtio_blk"]);
         assert_eq!(c.hostname.as_deref(), Some("board-1"));
+        assert_eq!(c.root.as_ref().map(|r| r.to_string()).as_deref(), Some("nfs:10.0.2.2:/export,vers=4.2"));
         assert!(c.remount_rw && !c.exclude_defaults && !c.quiet_console);
         assert_eq!((c.gzip_level, c.threads, c.one_way_repeats, c.max_log_bytes), (9, 4, 3, 1000));
         assert_eq!(c.keep_copy, Some(PathBuf::from("/keep.tar")));
@@ -792,6 +810,15 @@ mod tests {
         }
         assert_eq!("reboot".parse::<EndAction>(), Ok(EndAction::Reboot));
         assert!("explode".parse::<EndAction>().unwrap_err().contains("poweroff, reboot, halt, shell, exit"));
+    }
+
+    #[test]
+    fn cmdline_values_are_found_by_name() {
+        let c = "console=ttyS0 root=/dev/nfs nfsroot=10.0.2.2:/export,vers=4.2 rootwait";
+        assert_eq!(cmdline_value(c, "root").as_deref(), Some("/dev/nfs"));
+        assert_eq!(cmdline_value(c, "nfsroot").as_deref(), Some("10.0.2.2:/export,vers=4.2"));
+        assert_eq!(cmdline_value(c, "rootfstype"), None);
+        assert_eq!(cmdline_value(c, "rootwait"), None);
     }
 
     #[test]

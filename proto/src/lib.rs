@@ -8,6 +8,7 @@
 //! - [`config`]: the agent's configuration schema, its validator and its loader.
 //! - [`ip`]: the kernel's `ip=` syntax.
 //! - [`paths`]: where things are inside an image.
+//! - [`root`]: the root a netbooted agent mounts and switches to.
 //! - [`logs`]: how module logs are named.
 //! - [`kmod`]: the kernel's `modules.dep` index.
 //!
@@ -21,6 +22,7 @@ pub mod ip;
 pub mod kmod;
 pub mod logs;
 pub mod paths;
+pub mod root;
 pub mod wire;
 
 /// Version of this contract, sent by the agent in its hello (`Hello::contract`). It goes

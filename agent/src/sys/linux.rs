@@ -134,6 +134,36 @@ impl Sys for LinuxSys {
         })
     }
 
+    fn dhcp_acquire(
+        &self,
+        ifname: &str,
+        patience: std::time::Duration,
+    ) -> Result<crate::dhcp::Lease, String> {
+        crate::dhcp::acquire(ifname, patience)
+    }
+
+    fn dhcp_keep_renewing(&self, ifname: &str, lease: &crate::dhcp::Lease) {
+        crate::dhcp::keep_renewing(ifname.to_string(), lease.clone())
+    }
+
+    fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()> {
+        let (from, to) = (cpath(from)?, cpath(to)?);
+        // SAFETY: NUL-terminated paths that outlive the call; null type and data.
+        check(unsafe {
+            libc::mount(from.as_ptr(), to.as_ptr(), std::ptr::null(), libc::MS_MOVE, std::ptr::null())
+        })
+    }
+
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        let p = cpath(path)?;
+        // SAFETY: a NUL-terminated path.
+        check(unsafe { libc::chroot(p.as_ptr()) })
+    }
+
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        std::env::set_current_dir(path)
+    }
+
     fn kill(&self, target: KillTarget, sig: Signal) -> io::Result<()> {
         let pid = match target {
             KillTarget::AllOthers => -1,

@@ -112,6 +112,15 @@ pub trait Sys: Send + Sync {
     fn if_set_netmask(&self, ifname: &str, mask: Ipv4Addr) -> io::Result<()>;
     /// `kill(2)`.
     fn kill(&self, target: KillTarget, sig: Signal) -> io::Result<()>;
+    /// A DHCP lease for `ifname` (up, no address yet), trying for at most `patience`.
+    fn dhcp_acquire(&self, ifname: &str, patience: std::time::Duration)
+        -> Result<crate::dhcp::Lease, String>;
+    /// Renew `lease` in the background for as long as the agent runs.
+    fn dhcp_keep_renewing(&self, ifname: &str, lease: &crate::dhcp::Lease);
+    /// `mount(from, to, NULL, MS_MOVE, NULL)`: move a mount (and those under it).
+    fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()>;
+    fn chroot(&self, path: &Path) -> io::Result<()>;
+    fn chdir(&self, path: &Path) -> io::Result<()>;
     /// `SIOCADDRT` 0.0.0.0/0 via `gateway` (on `ifname` when given).
     fn add_default_route(&self, gateway: Ipv4Addr, ifname: Option<&str>) -> io::Result<()>;
 }

@@ -11,6 +11,7 @@ use std::sync::Mutex;
 
 #[derive(Default)]
 struct State {
+    lease: Option<crate::dhcp::Lease>,
     calls: Vec<String>,
     files: BTreeMap<PathBuf, Vec<u8>>,
     dirs: BTreeSet<PathBuf>,
@@ -60,6 +61,12 @@ impl RecordingSys {
         if let Some(a) = addr {
             st.if_addr.insert(name.to_string(), a);
         }
+        self
+    }
+
+    /// The lease `dhcp_acquire` hands out (none: it fails as with no server).
+    pub fn set_lease(&self, lease: crate::dhcp::Lease) -> &Self {
+        self.lock().lease = Some(lease);
         self
     }
 
@@ -124,6 +131,31 @@ impl Sys for RecordingSys {
             flag_names(flags),
             data.unwrap_or("-")
         ))
+    }
+
+    fn dhcp_acquire(
+        &self,
+        ifname: &str,
+        patience: std::time::Duration,
+    ) -> Result<crate::dhcp::Lease, String> {
+        self.record(format!("dhcp {ifname} {}s", patience.as_secs())).map_err(|e| e.to_string())?;
+        self.lock().lease.clone().ok_or_else(|| format!("DHCP: no answer from a DHCP server on {ifname}"))
+    }
+
+    fn dhcp_keep_renewing(&self, ifname: &str, lease: &crate::dhcp::Lease) {
+        let _ = self.record(format!("dhcp renew {ifname} {} every {}s", lease.address, lease.renew_secs));
+    }
+
+    fn mount_move(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.record(format!("mount --move {} {}", from.display(), to.display()))
+    }
+
+    fn chroot(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("chroot {}", path.display()))
+    }
+
+    fn chdir(&self, path: &Path) -> io::Result<()> {
+        self.record(format!("chdir {}", path.display()))
     }
 
     fn kill(&self, target: KillTarget, sig: Signal) -> io::Result<()> {

@@ -240,7 +240,7 @@ pub fn two_way_run(key: &Key, file: &[u8], conn: &mut std::net::TcpStream) -> bo
     s.open(2, Priority::Bulk);
     let (mut ev_off, mut file_off) = (0, 0);
     conn.set_read_timeout(Some(std::time::Duration::from_millis(5))).unwrap();
-    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    let deadline = Instant::now() + std::time::Duration::from_secs(90);
     let mut buf = vec![0u8; 65536];
     while Instant::now() < deadline {
         if ev_off < events.len() {

@@ -137,19 +137,8 @@ pub fn loaded_modules(proc_modules: &str) -> HashSet<String> {
 mod tests {
     use super::*;
 
-    const DEP: &str = "\
-kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko
-kernel/drivers/virtio/virtio_ring.ko: kernel/drivers/virtio/virtio.ko
-kernel/drivers/virtio/virtio.ko:
-kernel/fs/ext4/ext4.ko: kernel/lib/crc16.ko kernel/fs/mbcache.ko kernel/fs/jbd2/jbd2.ko
-kernel/lib/crc16.ko:
-kernel/fs/mbcache.ko:
-kernel/fs/jbd2/jbd2.ko:
-kernel/drivers/net/ethernet/intel/e1000/e1000.ko:
-kernel/drivers/char/virtio_console.ko.xz: kernel/drivers/virtio/virtio_ring.ko kernel/drivers/virtio/virtio.ko
-kernel/net/9p/9pnet-virtio.ko: kernel/net/9p/9pnet.ko
-kernel/net/9p/9pnet.ko:
-";
+    /// A slice of a real modules.dep: plain, compressed and dashed names, nested dependencies.
+    const DEP: &str = include_str!("../../tests/fixtures/modules.dep");
 
     #[test]
     fn names_are_normalised() {

@@ -283,10 +283,10 @@ case_tcp-restrict-guestfwd() { tcp_case "user,id=n0,restrict=on,guestfwd=tcp:10.
 # path /export), no privileged-port check (user-mode networking maps the guest's source
 # port to an ordinary host port). $2 = v3 (NFSv3 + v4, registers with rpcbind, which must
 # run) or v4 (NFSv4 over TCP only: no rpcbind needed; ganesha 4.3 fails to start without
-# rpcbind when v3 or UDP is on, whatever Register_With_Rpcbind says). Sets $gpid, $nport, $mport.
+# rpcbind when v3 or UDP is on; Register_With_Rpcbind is no 4.3 option). Sets $gpid, $nport, $mport.
 start_ganesha() {
-  local protocols="3, 4" udp=true rpcbind=true
-  [ "${2:-v3}" = v3 ] || { protocols=4; udp=false; rpcbind=false; }
+  local protocols="3, 4" udp=true
+  [ "${2:-v3}" = v3 ] || { protocols=4; udp=false; }
   nport=$(free_port); mport=$(free_port)
   mkdir -p "$dir/ganesha"
   cat > "$dir/ganesha/ganesha.conf" <<CONF
@@ -298,7 +298,6 @@ NFS_CORE_PARAM {
   Enable_UDP = $udp;
   Enable_NLM = false;
   Enable_RQUOTA = false;
-  Register_With_Rpcbind = $rpcbind;
 }
 NFSV4 { Graceless = true; }
 EXPORT {

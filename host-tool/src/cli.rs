@@ -1,7 +1,9 @@
 //! The command tree (clap) and the exit codes: glue between the command line and the
 //! verbs' modules. Decides nothing itself.
 
-use crate::{agent_build, bundle, collect, demo, fixup, image, qemu, report, stage2, targets, track, util};
+use crate::{
+    agent_build, bundle, collect, demo, fixup, image, qemu, report, serve, stage2, targets, track, util,
+};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -31,6 +33,8 @@ enum Command {
     Bundle(bundle::BundleCmd),
     /// Write a bootable image: sysroot + agent as /init + config + bundle + fresh key.
     Image(image::ImageCmd),
+    /// Serve an image folder to netbooted boards (NFS, with nfs-ganesha), until Ctrl-C.
+    Serve(serve::ServeCmd),
     /// Receive progress, logs and the verified sysroot tarball from a running agent.
     Collect(collect::CollectCmd),
     /// Print the BuildStream tar source (kind, url, ref) for a tarball.
@@ -68,6 +72,7 @@ pub fn main() -> ! {
         Command::Fixup(cmd) => cmd.run(),
         Command::Bundle(cmd) => cmd.run(),
         Command::Image(cmd) => cmd.run(),
+        Command::Serve(cmd) => cmd.run(),
         Command::Collect(cmd) => cmd.run(),
         Command::Track(cmd) => cmd.run(),
         Command::Qemu(cmd) => cmd.run(),

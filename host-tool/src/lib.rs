@@ -9,7 +9,8 @@
 //! 3. [`agent_build`]: the static agent's cross-build.
 //! 4. [`bst`], [`sysroot`], [`fixup`], [`track`]: BuildStream, sysroot copies, fix-ups,
 //!    BuildStream `tar` sources.
-//! 5. [`stage2`], [`bundle`], [`image`]: the verbs that make things.
+//! 5. [`stage2`], [`bundle`], [`image`]: the verbs that make things; [`serve`]: the NFS
+//!    server a netbooted agent mounts its root from.
 //! 6. [`collect`]: the receiving side: sources, link, demux, report, UI.
 //! 7. [`qemu`]: kernels, the QEMU command line (pure functions), the boot-and-collect verb.
 //! 8. [`report`], [`demo`]: what sits on top of the rest.
@@ -32,6 +33,7 @@ pub mod track;
 
 pub mod bundle;
 pub mod image;
+pub mod serve;
 pub mod stage2;
 
 pub mod collect;

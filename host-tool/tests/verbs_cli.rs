@@ -159,3 +159,52 @@ fn report_summarises_and_writes_html() {
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("no report.json"));
 }
+
+#[test]
+fn serve_nfs_exports_an_image_on_loopback_until_ctrl_c() {
+    use std::io::BufRead;
+    if !stagehand_testkit::require_tool("ganesha.nfsd") {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let image = d.path().join("image");
+    std::fs::create_dir_all(image.join("etc/stagehand")).unwrap();
+    std::fs::write(image.join("etc/stagehand/agent.json"), "{}").unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    // --for-secs: a bound on the server's life if the test itself dies.
+    let mut child = stagehand()
+        .args(["serve", "nfs", "--image", &image.to_string_lossy(), "--listen", &listen, "--for-secs", "120"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut printed = String::new();
+    while !printed.contains("stop with Ctrl-C") {
+        let mut line = String::new();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let o = child.wait_with_output().unwrap();
+            panic!("serve nfs ended early: {printed}{}", String::from_utf8_lossy(&o.stderr));
+        }
+        printed.push_str(&line);
+    }
+    assert!(
+        printed.contains(&format!("stagehand.root=nfs:10.0.2.2:/export,vers=4.2,port={port}")),
+        "{printed}"
+    );
+    assert!(std::net::TcpStream::connect(&listen).is_ok(), "nothing listens on {listen}");
+    // SAFETY: SIGINT to our own child, as Ctrl-C would.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+    assert!(status.success(), "{printed}{rest}");
+    assert!(rest.contains("stopped (signal 2)"), "{rest}");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(std::net::TcpStream::connect(&listen).is_err(), "ganesha still listens after Ctrl-C");
+
+    let o = stagehand().args(["serve", "nfs", "--image", &d.path().to_string_lossy()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("--format dir"), "{}", text(&o));
+}

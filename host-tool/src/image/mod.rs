@@ -367,6 +367,7 @@ impl ImageCmd {
             self.on_failure,
             &self.set,
         )?;
+        let modules = agent_modules(&config);
         let key = Key::generate().context("cannot get random bytes for a fresh key")?;
 
         let parent = self.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -387,9 +388,7 @@ impl ImageCmd {
         )?;
         if let Some(dir) = &self.kernel_modules {
             let mut required = self.kernel_module.clone();
-            if let Some(list) = config_modules(&root)? {
-                required.extend(list);
-            }
+            required.extend(modules);
             let wired = arch.target.qemu.wiring.as_ref().map(|w| w.modules()).unwrap_or_default();
             let done = kmods::install(dir, &required, &wired, &root)?;
             log::info!(
@@ -417,18 +416,12 @@ impl ImageCmd {
     }
 }
 
-/// The `modules` key of the configuration written into `root`.
-fn config_modules(root: &Path) -> Result<Option<Vec<String>>> {
-    let cfg: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join(in_image(paths::CONFIG)))?)?;
-    Ok(match &cfg["modules"] {
-        serde_json::Value::Array(a) => {
-            Some(a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-        }
-        serde_json::Value::String(s) => {
-            Some(s.split(',').map(|x| x.trim().to_string()).filter(|x| !x.is_empty()).collect())
-        }
-        _ => None,
-    })
+/// The modules the agent will load, read from `config` by the agent's own loader (a
+/// JSON string is one module there, not a comma-separated list).
+fn agent_modules(config: &serde_json::Value) -> Vec<String> {
+    let mut c = Config::default();
+    c.apply_json(&config.to_string(), "agent.json", &mut Vec::new());
+    c.modules
 }
 
 #[cfg(test)]
@@ -506,6 +499,16 @@ mod tests {
             "serial:ttyS1,115200".parse::<ChannelSpec>().unwrap().to_string(),
             "serial:/dev/ttyS1,115200"
         );
+    }
+
+    #[test]
+    fn the_modules_copied_are_the_ones_the_agent_will_load() {
+        let c = config("console", &["modules=e1000,virtio_net"]).unwrap();
+        assert_eq!(agent_modules(&c), ["e1000", "virtio_net"]);
+        // A JSON string is one module name for the agent: the host reads it the same way.
+        let c = config("console", &[r#"modules="virtio_blk""#]).unwrap();
+        assert_eq!(agent_modules(&c), ["virtio_blk"]);
+        assert!(agent_modules(&config("console", &[]).unwrap()).is_empty());
     }
 
     #[test]

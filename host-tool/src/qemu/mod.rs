@@ -102,17 +102,8 @@ impl QemuCmd {
             log::info!("kernel {} from {}", c.version, c.image.display());
         }
         let initrd = self.initrd.clone().or(kernel.initrd.clone());
-        std::fs::create_dir_all(&self.out)
-            .with_context(|| format!("cannot create {}", self.out.display()))?;
         let sock = self.out.join("qemu-channel.sock");
-        // The wiring and the disk are checked before anything is written to --out.
-        cmdline::channel_wiring(&arch.target, self.channel, &self.out.join("console.log"), &sock, 1)?;
-        cmdline::boot_args(&arch.target, kind, &kernel.image, "", &self.image, initrd.as_deref())?;
-        let console_name =
-            if self.channel == QemuChannel::Console { "console.log" } else { "channel-console.log" };
-        let (mut demux, mut link) = collect::prepare_out(&self.out, key, self.force, console_name)?;
-
-        let _ = std::fs::remove_file(&sock);
+        // The listener, the wiring and the disk come before anything is written to --out.
         // For --channel tcp the collector listens before the guest can connect; port 0 picks a free one.
         let listener = if self.channel == QemuChannel::Tcp {
             Some(source::ListenSource::bind(&format!("127.0.0.1:{}", self.port))?)
@@ -139,16 +130,24 @@ impl QemuCmd {
             &cmdline::agent_words(&wired),
             self.append.as_deref(),
         );
-        let mut cmd = Command::new(&qemu_bin);
-        cmd.args(cmdline::machine_args(&arch.target, self.memory, self.channel == QemuChannel::Tcp));
-        cmd.args(cmdline::boot_args(
+        let boot_args = cmdline::boot_args(
             &arch.target,
             kind,
             &kernel.image,
             &append,
             &crate::util::absolute(&self.image),
             initrd.as_deref(),
-        )?);
+        )?;
+        std::fs::create_dir_all(&self.out)
+            .with_context(|| format!("cannot create {}", self.out.display()))?;
+        let console_name =
+            if self.channel == QemuChannel::Console { "console.log" } else { "channel-console.log" };
+        let (mut demux, mut link) = collect::prepare_out(&self.out, key, self.force, console_name)?;
+        let _ = std::fs::remove_file(&sock);
+
+        let mut cmd = Command::new(&qemu_bin);
+        cmd.args(cmdline::machine_args(&arch.target, self.memory, self.channel == QemuChannel::Tcp));
+        cmd.args(boot_args);
         cmd.args(&wired.qemu_args);
         let qemu_log = std::fs::File::create(self.out.join("qemu.log"))?;
         cmd.stdin(Stdio::null()).stdout(qemu_log.try_clone()?).stderr(qemu_log);

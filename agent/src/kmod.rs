@@ -25,6 +25,22 @@ pub struct LoadReport {
 /// Load `names` (and their dependencies) into the running kernel.
 pub fn load_modules(sys: &dyn Sys, names: &[String]) -> LoadReport {
     let mut report = LoadReport::default();
+    let mut loaded = sys
+        .read_file(Path::new("/proc/modules"))
+        .map(|t| loaded_modules(&String::from_utf8_lossy(&t)))
+        .unwrap_or_default();
+    // Loaded already (by the initramfs before a root switch, say): no modules.dep needed.
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| module_name(n))
+        .filter(|n| {
+            let have = loaded.contains(n);
+            if have {
+                report.done.push(format!("module {n} already loaded"));
+            }
+            !have
+        })
+        .collect();
     if names.is_empty() {
         return report;
     }
@@ -44,13 +60,8 @@ pub fn load_modules(sys: &dyn Sys, names: &[String]) -> LoadReport {
     let builtin_text =
         sys.read_file(&dir.join("modules.builtin")).map(|t| String::from_utf8_lossy(&t).into_owned());
     let index = ModuleIndex::parse(&dep_text, builtin_text.as_deref().unwrap_or(""));
-    let mut loaded = sys
-        .read_file(Path::new("/proc/modules"))
-        .map(|t| loaded_modules(&String::from_utf8_lossy(&t)))
-        .unwrap_or_default();
 
     for name in names {
-        let name = module_name(name);
         if loaded.contains(&name) {
             report.done.push(format!("module {name} already loaded"));
             continue;
@@ -196,5 +207,15 @@ mod tests {
         let r = load_modules(&sys, &names(&["e1000"]));
         assert!(r.errors[0].contains("modules.dep") && r.errors[0].contains("depmod"), "{:?}", r.errors);
         assert!(load_modules(&sys, &[]).errors.is_empty());
+    }
+
+    #[test]
+    fn modules_loaded_before_a_root_switch_need_no_modules_dep_in_the_new_root() {
+        let sys = RecordingSys::new();
+        sys.add_file("/proc/modules", "e1000 1 0 - Live 0x0\nnfsv4 1 0 - Live 0x0\n");
+        let r = load_modules(&sys, &names(&["e1000", "nfsv4"]));
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        assert_eq!(r.done, ["module e1000 already loaded", "module nfsv4 already loaded"]);
+        assert!(sys.calls().iter().all(|c| !c.starts_with("finit_module")), "{:?}", sys.calls());
     }
 }

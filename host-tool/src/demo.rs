@@ -109,6 +109,8 @@ impl DemoCmd {
             force: true,
             kernel_modules: None,
             kernel_module: vec![],
+            kernel: None,
+            netboot_root: crate::image::netboot::DEFAULT_ROOT.parse().map_err(anyhow::Error::msg)?,
         }
         .run()?;
         step("boot under QEMU and collect");
@@ -126,6 +128,8 @@ impl DemoCmd {
             out: run.clone(),
             timeout: self.timeout,
             force: true,
+            root: None,
+            kernel_modules: None,
         }
         .run()?;
         println!("verified sysroot tarball and report in {}", run.display());

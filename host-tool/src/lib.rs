@@ -5,14 +5,15 @@
 //! 1. [`util`]: files, hashes, processes, exit codes; [`logging`]: the one logger.
 //! 2. [`targets`]: the architecture table (`targets/*.json`): model, `uname -m`
 //!    resolution, ELF identification, per-machine QEMU wiring; [`platform`] is the one
-//!    place verbs read a target's fields.
+//!    place verbs read a target's fields; [`kernel`]: which kernel (and modules) boots a
+//!    target.
 //! 3. [`agent_build`]: the static agent's cross-build.
 //! 4. [`bst`], [`sysroot`], [`fixup`], [`track`]: BuildStream, sysroot copies, fix-ups,
 //!    BuildStream `tar` sources.
 //! 5. [`stage2`], [`bundle`], [`image`]: the verbs that make things; [`serve`]: the NFS
 //!    server a netbooted agent mounts its root from.
 //! 6. [`collect`]: the receiving side: sources, link, demux, report, UI.
-//! 7. [`qemu`]: kernels, the QEMU command line (pure functions), the boot-and-collect verb.
+//! 7. [`qemu`]: the QEMU command line (pure functions), the boot-and-collect verb.
 //! 8. [`report`], [`demo`]: what sits on top of the rest.
 //! 9. [`cli`]: the command tree.
 //!
@@ -21,6 +22,7 @@
 pub mod logging;
 pub mod util;
 
+pub mod kernel;
 pub mod platform;
 pub mod targets;
 

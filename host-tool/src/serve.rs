@@ -142,13 +142,28 @@ impl ServeCmd {
     }
 }
 
-impl NfsCmd {
-    pub fn run(self) -> Result<()> {
+/// A running nfs-ganesha exporting one folder; stopped (SIGTERM, then SIGKILL) on drop.
+pub struct NfsServer {
+    child: std::process::Child,
+    pub listen: SocketAddrV4,
+    pub version: u8,
+    pub mount_port: u16,
+    /// The exported folder, canonical.
+    pub dir: PathBuf,
+    /// Holds the configuration and ganesha's log.
+    work: tempfile::TempDir,
+}
+
+impl NfsServer {
+    /// Start ganesha exporting `image` (an image folder) on `listen`; returns once it accepts
+    /// connections. `stop_signals_blocked`: the caller takes SIGINT/SIGTERM/SIGHUP itself,
+    /// so ganesha is started with an empty signal mask.
+    pub fn start(image: &Path, listen: SocketAddrV4, version: u8, mount_port: u16) -> Result<NfsServer> {
         let ganesha = crate::util::which("ganesha.nfsd")
             .or_else(|| Some(PathBuf::from("/usr/bin/ganesha.nfsd")).filter(|p| p.exists()))
             .with_context(|| format!("nfs-ganesha is not installed: {INSTALL_HINT}"))?;
-        let dir = std::fs::canonicalize(&self.image)
-            .with_context(|| format!("image folder {} does not exist", self.image.display()))?;
+        let dir = std::fs::canonicalize(image)
+            .with_context(|| format!("image folder {} does not exist", image.display()))?;
         if !dir.join(stagehand_proto::paths::in_image(stagehand_proto::paths::CONFIG)).is_file() {
             anyhow::bail!(
                 "{} has no {}: export a folder written by `stagehand image --format dir`",
@@ -156,31 +171,28 @@ impl NfsCmd {
                 stagehand_proto::paths::CONFIG
             );
         }
-        if std::net::TcpListener::bind(self.listen).is_err() {
-            anyhow::bail!("{} is in use or not an address of this host: pick another --listen", self.listen);
+        if std::net::TcpListener::bind(listen).is_err() {
+            anyhow::bail!("{listen} is in use or not an address of this host: pick another --listen");
         }
-        if self.version == 3 {
-            let rpc = Command::new("rpcinfo").args(["-p", &self.listen.ip().to_string()]).output();
+        if version == 3 {
+            let rpc = Command::new("rpcinfo").args(["-p", &listen.ip().to_string()]).output();
             if !rpc.is_ok_and(|o| o.status.success()) {
                 anyhow::bail!(
                     "NFSv3 needs rpcbind on {} (nfs-ganesha registers with it): start rpcbind, or use --version 4",
-                    self.listen.ip()
+                    listen.ip()
                 );
             }
         }
         let work = tempfile::Builder::new().prefix("stagehand-nfs").tempdir()?;
         let conf = work.path().join("ganesha.conf");
-        std::fs::write(&conf, ganesha_conf(&dir, self.listen, self.version, self.mount_port))?;
+        std::fs::write(&conf, ganesha_conf(&dir, listen, version, mount_port))?;
         let log_file = work.path().join("ganesha.log");
-        // Stop signals are taken here (sigtimedwait below); ganesha gets its own default set.
-        let set = blocked_stop_signals();
-        // SAFETY: blocking signals of this (single-threaded) process.
-        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
         let mut cmd = Command::new(&ganesha);
         cmd.arg("-F").arg("-L").arg(&log_file).arg("-f").arg(&conf).arg("-p").arg(work.path().join("pid"));
         cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
         use std::os::unix::process::CommandExt;
-        // SAFETY: sigprocmask is async-signal-safe; the child starts with nothing blocked.
+        // SAFETY: sigprocmask is async-signal-safe; the child starts with nothing blocked
+        // even when this process takes its stop signals with sigtimedwait.
         unsafe {
             cmd.pre_exec(|| {
                 let mut empty: libc::sigset_t = std::mem::zeroed();
@@ -189,20 +201,76 @@ impl NfsCmd {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().with_context(|| format!("cannot start {}", ganesha.display()))?;
-        if !wait_for_port(self.listen, &mut child, Duration::from_secs(30))? {
-            let _ = child.kill();
-            let _ = child.wait();
-            let tail = std::fs::read_to_string(&log_file).unwrap_or_default();
+        let child = cmd.spawn().with_context(|| format!("cannot start {}", ganesha.display()))?;
+        let mut server = NfsServer { child, listen, version, mount_port, dir, work };
+        if !wait_for_port(listen, &mut server.child, Duration::from_secs(30))? {
+            let tail = std::fs::read_to_string(server.log_file()).unwrap_or_default();
             let last: Vec<&str> = tail.lines().filter(|l| l.contains("FATAL") || l.contains("MAJ")).collect();
             anyhow::bail!(
-                "nfs-ganesha did not start on {}: {}",
-                self.listen,
+                "nfs-ganesha did not start on {listen}: {}",
                 last.last().copied().unwrap_or("see its log (no FATAL line)")
             );
         }
-        println!("serving {} over NFSv{} on {}", dir.display(), self.version, self.listen);
-        for (who, line) in kernel_lines(&dir, self.listen, self.version, self.mount_port) {
+        Ok(server)
+    }
+
+    pub fn log_file(&self) -> PathBuf {
+        self.work.path().join("ganesha.log")
+    }
+
+    /// The agent's `root` setting for this export, as a guest reaching it at `server` sees it.
+    pub fn root_setting(&self, server: &str) -> String {
+        root_setting(server, &self.dir, self.listen, self.version, self.mount_port)
+    }
+
+    /// `Some(status)` when ganesha ended by itself.
+    pub fn exited(&mut self) -> Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
+    /// Keep ganesha's log at `to` (for a run folder) when the server stops.
+    pub fn copy_log(&self, to: &Path) {
+        let _ = std::fs::copy(self.log_file(), to);
+    }
+
+    fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_some() {
+            return;
+        }
+        // SAFETY: plain kill(2) of our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for NfsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released).
+pub fn free_loopback_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+impl NfsCmd {
+    pub fn run(self) -> Result<()> {
+        // Stop signals are taken here (sigtimedwait below); ganesha gets its own default set.
+        let set = blocked_stop_signals();
+        // SAFETY: blocking signals of this (single-threaded) process.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        let mut server = NfsServer::start(&self.image, self.listen, self.version, self.mount_port)?;
+        println!("serving {} over NFSv{} on {}", server.dir.display(), self.version, self.listen);
+        for (who, line) in kernel_lines(&server.dir, self.listen, self.version, self.mount_port) {
             println!("kernel command line for {who}: {line}");
         }
         println!("stop with Ctrl-C");
@@ -214,24 +282,17 @@ impl NfsCmd {
             if sig > 0 {
                 break format!("signal {sig}");
             }
-            if let Some(status) = child.try_wait()? {
-                anyhow::bail!("nfs-ganesha stopped by itself ({status}); its log: {}", log_file.display());
+            if let Some(status) = server.exited()? {
+                anyhow::bail!(
+                    "nfs-ganesha stopped by itself ({status}); its log: {}",
+                    server.log_file().display()
+                );
             }
             if until.is_some_and(|u| Instant::now() >= u) {
                 break "--for-secs elapsed".to_string();
             }
         };
-        // SAFETY: plain kill(2) of our own child.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while child.try_wait()?.is_none() {
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        drop(server);
         println!("stopped ({reason}); nothing is left listening on {}", self.listen);
         Ok(())
     }

@@ -675,6 +675,15 @@ pub fn load_with(inputs: &Inputs, read: impl Fn(&Path) -> std::io::Result<String
     if let Some(cmdline) = &inputs.cmdline {
         if inputs.is_pid1 && config.mode != Mode::Container {
             config.apply_cmdline(cmdline, &mut warnings);
+            // The kernel's own `ip=` (what netboot recipes write) when no `ip` is set: a
+            // kernel without IP autoconfiguration leaves it to init.
+            if config.ip.is_none() {
+                if let Some(v) = cmdline_value(cmdline, "ip") {
+                    if let Err(e) = config.set_text("ip", &v) {
+                        warnings.push(config.warning("kernel command line", "ip", &e));
+                    }
+                }
+            }
         }
     }
     config.apply_env(&inputs.env, &mut warnings);
@@ -848,6 +857,27 @@ mod tests {
         assert_eq!(l.config.on_success, EndAction::Halt);
         assert_eq!(l.warnings.len(), 1, "{:?}", l.warnings);
         assert!(l.warnings[0].contains("STAGEHAND_THREADS"));
+    }
+
+    #[test]
+    fn the_kernels_own_ip_word_is_taken_when_no_ip_is_set() {
+        let load = |cmdline: &str, file: &'static str, pid1: bool| {
+            let inputs = Inputs { is_pid1: pid1, cmdline: Some(cmdline.into()), ..Default::default() };
+            load_with(&inputs, |_| Ok(file.to_string()))
+        };
+        let l = load("console=ttyS0 ip=dhcp", "{}", true);
+        assert_eq!(l.config.ip.as_deref(), Some("dhcp"));
+        assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+        // The agent's own settings win over the kernel's word.
+        let l = load("ip=dhcp stagehand.ip=off", "{}", true);
+        assert_eq!(l.config.ip.as_deref(), Some("off"));
+        let l = load("ip=dhcp", r#"{"ip":"10.0.2.15::10.0.2.2:255.255.255.0"}"#, true);
+        assert_eq!(l.config.ip.as_deref(), Some("10.0.2.15::10.0.2.2:255.255.255.0"));
+        // A bad word is one warning naming it, and no ip; the host's command line is not ours.
+        let l = load("ip=10.0.2.15/24", "{}", true);
+        assert_eq!(l.config.ip, None);
+        assert!(l.warnings.len() == 1 && l.warnings[0].contains("ip"), "{:?}", l.warnings);
+        assert_eq!(load("ip=dhcp", "{}", false).config.ip, None);
     }
 
     #[test]

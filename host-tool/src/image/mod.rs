@@ -2,6 +2,7 @@
 //! the bundle and a fresh key, written as a folder, a tarball, an initramfs or an ext4 image.
 
 pub mod kmods;
+pub mod netboot;
 pub mod newc;
 
 use anyhow::{Context, Result};
@@ -23,6 +24,10 @@ pub enum Format {
     Cpio,
     /// An ext4 file system image (mke2fs -d, no mounting).
     Ext4,
+    /// A folder with `root/` (the image folder `stagehand serve nfs` exports) and `tftp/`
+    /// (kernel, the agent's own initramfs with the NIC and NFS modules, boot.ipxe,
+    /// pxelinux.cfg/default) for a lab's TFTP server.
+    Netboot,
 }
 
 /// `stagehand image --sysroot DIR|TAR --bundle FILE --target ARCH --channel C --format F --out PATH`
@@ -78,9 +83,18 @@ pub struct ImageCmd {
     /// wirings use, with their dependencies, go to /lib/modules/VERSION in the image.
     #[arg(long, value_name = "DIR")]
     pub kernel_modules: Option<PathBuf>,
-    /// A further module to copy with --kernel-modules (repeatable).
-    #[arg(long = "kernel-module", value_name = "NAME", requires = "kernel_modules")]
+    /// A further module to copy with --kernel-modules (repeatable). With --format netboot
+    /// the agent's initramfs loads it before DHCP: name the board's NIC driver here.
+    #[arg(long = "kernel-module", value_name = "NAME")]
     pub kernel_module: Vec<String>,
+    /// --format netboot: the kernel to put in tftp/ (default: the one `stagehand qemu`
+    /// boots for the target; its modules folder is then the default --kernel-modules).
+    #[arg(long, value_name = "FILE")]
+    pub kernel: Option<PathBuf>,
+    /// --format netboot: the root the boot files name (the agent's `root` syntax; an empty
+    /// server means the DHCP server that answered).
+    #[arg(long, value_name = "ROOT", default_value = netboot::DEFAULT_ROOT)]
+    pub netboot_root: stagehand_proto::root::RootSpec,
 }
 
 /// The agent's configuration file for one image: the keys given, each checked by the
@@ -237,6 +251,7 @@ pub fn write_format(
     size: Option<u64>,
 ) -> Result<()> {
     match format {
+        Format::Netboot => anyhow::bail!("--format netboot is two folders: `stagehand image` writes it"),
         Format::Dir => {
             std::fs::rename(root, out).with_context(|| format!("cannot move the tree to {}", out.display()))
         }
@@ -316,11 +331,16 @@ pub fn kernel_cmdlines(format: Format, console: &str, out: &Path) -> Vec<(&'stat
         Format::Tar => {
             vec![("disk (unpacked onto a partition)", format!("root=/dev/vda rw init=/init {tail}"))]
         }
+        Format::Netboot => vec![],
         Format::Dir => vec![
             (
-                "NFS root",
+                "the agent's own initramfs, served by `stagehand serve nfs`",
+                format!("rdinit=/init ip=dhcp stagehand.root=nfs:HOST:/export,vers=4.2 {tail}"),
+            ),
+            (
+                "NFS root mounted by the kernel or its initrd (NFSv3)",
                 format!(
-                    "root=/dev/nfs nfsroot=HOST:{},vers=3 ip=dhcp rw init=/init {tail}",
+                    "root=/dev/nfs nfsroot=HOST:{},vers=3,tcp ip=dhcp rw init=/init {tail}",
                     crate::util::absolute(out).display()
                 ),
             ),
@@ -347,7 +367,7 @@ impl ImageCmd {
             None => ("morph", paths::MORPH_BUNDLE.to_string()),
         };
         let size = self.size.as_deref().map(parse_size).transpose()?;
-        if self.compress && matches!(self.format, Format::Dir | Format::Ext4) {
+        if self.compress && matches!(self.format, Format::Dir | Format::Ext4 | Format::Netboot) {
             anyhow::bail!("--compress applies to --format tar or cpio only");
         }
         let key_out = paths::key_beside(&self.out);
@@ -368,6 +388,14 @@ impl ImageCmd {
             &self.set,
         )?;
         let modules = agent_modules(&config);
+        if !self.kernel_module.is_empty() && self.kernel_modules.is_none() && self.format != Format::Netboot {
+            anyhow::bail!("--kernel-module needs --kernel-modules (the kernel's modules/VERSION folder)");
+        }
+        let netboot_kernel = match self.format {
+            Format::Netboot => Some(crate::kernel::find(&arch.target, self.kernel.as_deref())?),
+            _ => None,
+        };
+        let kernel_modules = self.kernel_modules.clone().or_else(|| netboot_kernel.as_ref()?.modules.clone());
         let key = Key::generate().context("cannot get random bytes for a fresh key")?;
 
         let parent = self.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -386,7 +414,7 @@ impl ImageCmd {
             &Payload { agent: &agent, bundle: self.bundle.as_deref(), config, key: &key },
             &bundle_in_image,
         )?;
-        if let Some(dir) = &self.kernel_modules {
+        if let Some(dir) = &kernel_modules {
             let mut required = self.kernel_module.clone();
             required.extend(modules);
             let wired = arch.target.qemu.wiring.as_ref().map(|w| w.modules()).unwrap_or_default();
@@ -404,11 +432,55 @@ impl ImageCmd {
             );
         }
         log::info!("writing the {:?} image", self.format);
-        write_format(&root, self.format, &self.out, self.compress, size)?;
+        let netboot_line = match &netboot_kernel {
+            Some(kernel) => {
+                let staged = work.path().join("out");
+                let tftp = staged.join("tftp");
+                std::fs::create_dir_all(&tftp)?;
+                let mut load = self.kernel_module.clone();
+                load.extend(
+                    arch.target.qemu.wiring.as_ref().map(|w| w.tcp.modules.clone()).unwrap_or_default(),
+                );
+                let made = netboot::write_initramfs(
+                    &root,
+                    kernel_modules.as_deref(),
+                    &load,
+                    &["nfsv4", "nfsv3"],
+                    &tftp.join("initrd.img"),
+                )?;
+                if kernel_modules.is_none() {
+                    log::warn!("no kernel modules folder: the initramfs carries none (give --kernel-modules unless the NIC and NFS are built into the kernel)");
+                }
+                log::info!("the agent's initramfs loads {} before DHCP", made.loads.join(" "));
+                let line = netboot::kernel_cmdline(&arch.console, &self.netboot_root.to_string());
+                netboot::write_tftp_dir(&tftp, &kernel.image, &tftp.join("initrd.img"), &line)?;
+                std::fs::rename(&root, staged.join("root"))?;
+                std::fs::rename(&staged, &self.out)
+                    .with_context(|| format!("cannot move the image to {}", self.out.display()))?;
+                Some(line)
+            }
+            None => {
+                write_format(&root, self.format, &self.out, self.compress, size)?;
+                None
+            }
+        };
         key.write_new_file(&key_out)?;
 
         println!("image: {}", self.out.display());
         println!("key:   {} (give it to `stagehand collect --key`)", key_out.display());
+        if let Some(line) = netboot_line {
+            let out = crate::util::absolute(&self.out);
+            println!(
+                "TFTP folder: {} (vmlinuz, initrd.img, boot.ipxe, pxelinux.cfg/default)",
+                out.join("tftp").display()
+            );
+            println!(
+                "NFS root:    {} (export it: stagehand serve nfs --image {})",
+                out.join("root").display(),
+                out.display()
+            );
+            println!("kernel command line (netboot): {line}");
+        }
         for (what, line) in kernel_cmdlines(self.format, &arch.console, &self.out) {
             println!("kernel command line ({what}): {line}");
         }

@@ -53,7 +53,7 @@ fn expand(args: &[String], chardev: &str, disk: &str) -> Vec<String> {
     args.iter().map(|a| a.replace("{chardev}", chardev).replace("{disk}", disk)).collect()
 }
 
-fn wiring_of<'a>(target: &'a Target, what: &str) -> Result<&'a Wiring> {
+pub fn wiring_of<'a>(target: &'a Target, what: &str) -> Result<&'a Wiring> {
     target.qemu.wiring.as_ref().ok_or_else(|| {
         anyhow::anyhow!(
             "{what} is not wired for QEMU's {} machine yet: use --channel console (targets/{}.json has no qemu.wiring)",

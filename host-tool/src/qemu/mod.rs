@@ -1,14 +1,14 @@
 //! `stagehand qemu`: boot an image under QEMU (TCG) and collect from it in the same process.
 //!
-//! [`kernel`] finds what to boot, [`cmdline`] assembles the command line (pure functions
+//! [`crate::kernel`] finds what to boot, [`cmdline`] assembles the command line (pure functions
 //! over the target's definition); this module runs QEMU beside the collector.
 
 pub mod cmdline;
-pub mod kernel;
 
 pub use cmdline::{ImageKind, QemuChannel};
 
 use crate::collect::{self, source, SessionOpts};
+use crate::kernel;
 use anyhow::{Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -55,6 +55,29 @@ pub struct QemuCmd {
     /// Replace a finished result in --out.
     #[arg(long)]
     pub force: bool,
+    /// Netboot a folder image (`stagehand image --format dir` or `--format netboot`): the
+    /// host serves it over NFSv4 (nfs-ganesha on loopback), the guest boots the agent's own
+    /// initramfs, gets its address by DHCP and mounts the folder as its root.
+    #[arg(long, value_enum, value_name = "HOW")]
+    pub root: Option<RootVia>,
+    /// The kernel's `modules/<version>` folder for the netboot initramfs (default: the
+    /// cached kernel's, or /lib/modules/VERSION for the host's own kernel).
+    #[arg(long, value_name = "DIR")]
+    pub kernel_modules: Option<PathBuf>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RootVia {
+    /// NFSv4 from nfs-ganesha on 127.0.0.1 (the guest reaches it as 10.0.2.2).
+    Nfs,
+}
+
+/// What a netboot needs kept alive during the boot, and what it adds to the boot.
+struct Netboot {
+    _server: crate::serve::NfsServer,
+    initramfs: PathBuf,
+    root: String,
+    modules: Vec<String>,
 }
 
 /// Tell an initramfs from an ext4 image by their bytes.
@@ -88,7 +111,7 @@ pub fn image_kind(path: &Path) -> Result<ImageKind> {
 impl QemuCmd {
     pub fn run(self) -> Result<()> {
         let arch = crate::platform::arch(&self.target)?;
-        let kind = image_kind(&self.image)?;
+        let kind = if self.root.is_some() { ImageKind::Cpio } else { image_kind(&self.image)? };
         let key_path = self.key.clone().unwrap_or_else(|| stagehand_proto::paths::key_beside(&self.image));
         let key = collect::link::read_key(&key_path)?;
         let qemu_bin = crate::util::which(&arch.qemu_binary).with_context(|| {
@@ -102,6 +125,9 @@ impl QemuCmd {
             log::info!("kernel {} from {}", c.version, c.image.display());
         }
         let initrd = self.initrd.clone().or(kernel.initrd.clone());
+        if self.root.is_some() {
+            crate::image::netboot::image_root(&self.image)?;
+        }
         let sock = self.out.join("qemu-channel.sock");
         // The listener, the wiring and the disk come before anything is written to --out.
         // For --channel tcp the collector listens before the guest can connect; port 0 picks a free one.
@@ -113,7 +139,7 @@ impl QemuCmd {
         let port = listener.as_ref().and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(self.port);
         let wired =
             cmdline::channel_wiring(&arch.target, self.channel, &self.out.join("console.log"), &sock, port)?;
-        if !wired.modules.is_empty() {
+        if !wired.modules.is_empty() && self.root.is_none() {
             let from = kernel
                 .cached
                 .as_ref()
@@ -124,29 +150,44 @@ impl QemuCmd {
                 wired.modules.join(" ")
             );
         }
-        let append = cmdline::kernel_append(
-            kind,
-            &arch.console,
-            &cmdline::agent_words(&wired),
-            self.append.as_deref(),
-        );
-        let boot_args = cmdline::boot_args(
-            &arch.target,
-            kind,
-            &kernel.image,
-            &append,
-            &crate::util::absolute(&self.image),
-            initrd.as_deref(),
-        )?;
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("cannot create {}", self.out.display()))?;
+        let net = match self.root {
+            Some(RootVia::Nfs) => Some(self.netboot(&arch, &kernel, &wired)?),
+            None => None,
+        };
+        let mut wired = wired;
+        let mut words = Vec::new();
+        if let Some(n) = &net {
+            wired.modules = n.modules.clone();
+            if wired.ip.is_none() {
+                words.push("stagehand.ip=dhcp".to_string());
+            }
+            words.push(format!("stagehand.root={}", n.root));
+            if self.channel != QemuChannel::Tcp {
+                // The NIC first: on virtio-mmio machines the channel's port keeps its
+                // number (vport0p1) only when its device is not pushed down by a later one.
+                let nic = cmdline::wiring_of(&arch.target, "a NIC for the NFS root")?.tcp.qemu_args.clone();
+                wired.qemu_args.splice(0..0, nic);
+            }
+        }
+        words.splice(0..0, cmdline::agent_words(&wired));
+        let append = cmdline::kernel_append(kind, &arch.console, &words, self.append.as_deref());
+        let image =
+            net.as_ref().map(|n| n.initramfs.clone()).unwrap_or_else(|| crate::util::absolute(&self.image));
+        let boot_args =
+            cmdline::boot_args(&arch.target, kind, &kernel.image, &append, &image, initrd.as_deref())?;
         let console_name =
             if self.channel == QemuChannel::Console { "console.log" } else { "channel-console.log" };
         let (mut demux, mut link) = collect::prepare_out(&self.out, key, self.force, console_name)?;
         let _ = std::fs::remove_file(&sock);
 
         let mut cmd = Command::new(&qemu_bin);
-        cmd.args(cmdline::machine_args(&arch.target, self.memory, self.channel == QemuChannel::Tcp));
+        cmd.args(cmdline::machine_args(
+            &arch.target,
+            self.memory,
+            self.channel == QemuChannel::Tcp || net.is_some(),
+        ));
         cmd.args(boot_args);
         cmd.args(&wired.qemu_args);
         let qemu_log = std::fs::File::create(self.out.join("qemu.log"))?;
@@ -214,8 +255,45 @@ impl QemuCmd {
             ));
         }
         let _ = std::fs::remove_file(&sock);
+        if let Some(n) = &net {
+            n._server.copy_log(&self.out.join("nfs-server.log"));
+        }
+        drop(net);
         session?;
         collect::conclude(&self.out, &demux, display.as_mut())
+    }
+}
+
+impl QemuCmd {
+    /// Serve the image folder over NFSv4 on loopback and write the agent's initramfs with
+    /// the modules for the NIC, the channel and NFS.
+    fn netboot(
+        &self,
+        arch: &crate::platform::Arch,
+        kernel: &kernel::Kernel,
+        wired: &cmdline::ChannelWiring,
+    ) -> Result<Netboot> {
+        let root = crate::image::netboot::image_root(&self.image)?;
+        let modules_dir = self.kernel_modules.clone().or(kernel.modules.clone()).with_context(|| {
+            format!("the modules folder of {} is not known: pass --kernel-modules", kernel.image.display())
+        })?;
+        let nic = &cmdline::wiring_of(&arch.target, "a NIC for the NFS root")?.tcp;
+        let mut load = wired.modules.clone();
+        for m in &nic.modules {
+            if !load.contains(m) {
+                load.push(m.clone());
+            }
+        }
+        let initramfs = self.out.join("netboot-initrd.img");
+        let made =
+            crate::image::netboot::write_initramfs(&root, Some(&modules_dir), &load, &["nfsv4"], &initramfs)?;
+        let port = crate::serve::free_loopback_port()?;
+        let listen = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
+        let server = crate::serve::NfsServer::start(&root, listen, 4, 0)?;
+        log::info!("serving {} over NFSv4 on {listen}", server.dir.display());
+        // No server address: the agent mounts from the DHCP server, as on a lab's network.
+        let root_word = format!("nfs::{},vers=4.2,port={port}", crate::serve::PSEUDO);
+        Ok(Netboot { _server: server, initramfs, root: root_word, modules: made.loads })
     }
 }
 

@@ -17,7 +17,7 @@ pub fn workspace() -> PathBuf {
 /// Where kernels, the debootstrap stage 2 and other slow-to-make inputs are cached: the
 /// host tool's own cache.
 pub fn cache_dir() -> PathBuf {
-    stagehand::qemu::kernel::cache_dir()
+    stagehand::kernel::cache_dir()
 }
 
 pub use stagehand_testkit::{need, require_tool};

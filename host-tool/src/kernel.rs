@@ -22,8 +22,11 @@ pub struct Kernel {
     pub image: PathBuf,
     /// The initrd that goes with it by default (Debian's), if any.
     pub initrd: Option<PathBuf>,
-    /// Set when it came from the cache (its modules folder is known).
+    /// Set when it came from the cache.
     pub cached: Option<CachedKernel>,
+    /// Its `modules/<version>` folder (with modules.dep), when known: the cache's, or
+    /// `/lib/modules/<version>` for the host's own Debian kernel.
+    pub modules: Option<PathBuf>,
 }
 
 /// `${STAGEHAND_CACHE:-$HOME/.cache/stagehand}`.
@@ -87,11 +90,17 @@ pub fn debian_kernel_in(boot: &Path) -> Option<(PathBuf, Option<PathBuf>)> {
 /// an x86_64 host, else the cache.
 pub fn find(target: &Target, explicit: Option<&Path>) -> Result<Kernel> {
     let kernel = match explicit {
-        Some(k) => Kernel { image: k.to_path_buf(), initrd: None, cached: None },
+        Some(k) => Kernel { image: k.to_path_buf(), initrd: None, cached: None, modules: None },
         None => {
             let native = target.name == "x86_64" && std::env::consts::ARCH == "x86_64";
             match debian_kernel_in(Path::new("/boot")).filter(|_| native) {
-                Some((image, initrd)) => Kernel { image, initrd, cached: None },
+                Some((image, initrd)) => {
+                    let version =
+                        image.file_name().unwrap_or_default().to_string_lossy().replace("vmlinuz-", "");
+                    let modules = Some(Path::new("/lib/modules").join(version))
+                        .filter(|m| m.join("modules.dep").is_file());
+                    Kernel { image, initrd, cached: None, modules }
+                }
                 None => {
                     let c = cached_kernel(target).with_context(|| {
                         if native {
@@ -100,7 +109,8 @@ pub fn find(target: &Target, explicit: Option<&Path>) -> Result<Kernel> {
                             "no kernel for this target"
                         }
                     })?;
-                    Kernel { image: c.image.clone(), initrd: c.initrd.clone(), cached: Some(c) }
+                    let modules = Some(c.modules.clone()).filter(|m| m.join("modules.dep").is_file());
+                    Kernel { image: c.image.clone(), initrd: c.initrd.clone(), cached: Some(c), modules }
                 }
             }
         }

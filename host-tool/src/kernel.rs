@@ -71,8 +71,8 @@ pub fn cached_kernel_in(cache: &Path, target: &Target) -> Result<CachedKernel> {
     }
 }
 
-/// The newest `vmlinuz-*` in `boot`, and its `initrd.img-*` if present.
-pub fn debian_kernel_in(boot: &Path) -> Option<(PathBuf, Option<PathBuf>)> {
+/// The newest `vmlinuz-*` in `boot`, its `initrd.img-*` if present, and its version.
+pub fn debian_kernel_in(boot: &Path) -> Option<(PathBuf, Option<PathBuf>, String)> {
     let mut kernels: Vec<PathBuf> = std::fs::read_dir(boot)
         .ok()?
         .filter_map(|e| e.ok())
@@ -83,7 +83,7 @@ pub fn debian_kernel_in(boot: &Path) -> Option<(PathBuf, Option<PathBuf>)> {
     let k = kernels.pop()?;
     let version = k.file_name()?.to_string_lossy().trim_start_matches("vmlinuz-").to_string();
     let initrd = boot.join(format!("initrd.img-{version}"));
-    Some((k, initrd.exists().then_some(initrd)))
+    Some((k, initrd.exists().then_some(initrd), version))
 }
 
 /// The kernel for `target`: `explicit` if given, else Debian's own for an x86_64 guest on
@@ -94,9 +94,7 @@ pub fn find(target: &Target, explicit: Option<&Path>) -> Result<Kernel> {
         None => {
             let native = target.name == "x86_64" && std::env::consts::ARCH == "x86_64";
             match debian_kernel_in(Path::new("/boot")).filter(|_| native) {
-                Some((image, initrd)) => {
-                    let version =
-                        image.file_name().unwrap_or_default().to_string_lossy().replace("vmlinuz-", "");
+                Some((image, initrd, version)) => {
                     let modules = Some(Path::new("/lib/modules").join(version))
                         .filter(|m| m.join("modules.dep").is_file());
                     Kernel { image, initrd, cached: None, modules }
@@ -157,8 +155,9 @@ mod tests {
             std::fs::write(d.path().join(f), b"x").unwrap();
         }
         // sorted by name: -9 comes after -10
-        let (k, i) = debian_kernel_in(d.path()).unwrap();
+        let (k, i, v) = debian_kernel_in(d.path()).unwrap();
         assert_eq!(k, d.path().join("vmlinuz-6.1.0-9-amd64"));
+        assert_eq!(v, "6.1.0-9-amd64");
         assert_eq!(i, Some(d.path().join("initrd.img-6.1.0-9-amd64")));
         let e = find(&lookup("x86_64").unwrap(), Some(&d.path().join("nope"))).unwrap_err().to_string();
         assert!(e.contains("does not exist"), "{e}");

@@ -446,14 +446,14 @@ impl ImageCmd {
                     kernel_modules.as_deref(),
                     &load,
                     &["nfsv4", "nfsv3"],
-                    &tftp.join("initrd.img"),
+                    &tftp.join(netboot::TFTP_INITRAMFS),
                 )?;
                 if kernel_modules.is_none() {
                     log::warn!("no kernel modules folder: the initramfs carries none (give --kernel-modules unless the NIC and NFS are built into the kernel)");
                 }
                 log::info!("the agent's initramfs loads {} before DHCP", made.loads.join(" "));
                 let line = netboot::kernel_cmdline(&arch.console, &self.netboot_root.to_string());
-                netboot::write_tftp_dir(&tftp, &kernel.image, &tftp.join("initrd.img"), &line)?;
+                netboot::write_tftp_dir(&tftp, &kernel.image, &line)?;
                 std::fs::rename(&root, staged.join("root"))?;
                 std::fs::rename(&staged, &self.out)
                     .with_context(|| format!("cannot move the image to {}", self.out.display()))?;
@@ -491,9 +491,7 @@ impl ImageCmd {
 /// The modules the agent will load, read from `config` by the agent's own loader (a
 /// JSON string is one module there, not a comma-separated list).
 fn agent_modules(config: &serde_json::Value) -> Vec<String> {
-    let mut c = Config::default();
-    c.apply_json(&config.to_string(), "agent.json", &mut Vec::new());
-    c.modules
+    netboot::config_modules(&config.to_string())
 }
 
 #[cfg(test)]

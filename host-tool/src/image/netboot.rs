@@ -113,22 +113,23 @@ pub fn kernel_cmdline(console: &str, root: &str) -> String {
 /// `boot.ipxe`: kernel and initramfs from the TFTP server that answered (iPXE's
 /// `${next-server}`), relative names so any TFTP root works.
 pub fn ipxe_script(cmdline: &str) -> String {
-    format!("#!ipxe\n# stagehand netboot: the agent's initramfs mounts its root over NFS\nkernel vmlinuz {cmdline}\ninitrd initrd.img\nboot\n")
+    format!("#!ipxe\n# stagehand netboot: the agent's initramfs mounts its root over NFS\nkernel vmlinuz {cmdline}\ninitrd {TFTP_INITRAMFS}\nboot\n")
 }
 
 /// `pxelinux.cfg/default` for PXELINUX (and U-Boot's `pxe get; pxe boot`).
 pub fn pxelinux_config(cmdline: &str) -> String {
-    format!("DEFAULT stagehand\nLABEL stagehand\n  KERNEL vmlinuz\n  INITRD initrd.img\n  APPEND {cmdline}\n")
+    format!("DEFAULT stagehand\nLABEL stagehand\n  KERNEL vmlinuz\n  INITRD {TFTP_INITRAMFS}\n  APPEND {cmdline}\n")
 }
 
-/// The TFTP folder: `vmlinuz`, `initrd.img`, `boot.ipxe`, `pxelinux.cfg/default`.
-pub fn write_tftp_dir(dir: &Path, kernel: &Path, initramfs: &Path, cmdline: &str) -> Result<()> {
+/// The name of the initramfs in the TFTP folder (what the boot files load).
+pub const TFTP_INITRAMFS: &str = "initrd.img";
+
+/// The rest of the TFTP folder beside its [`TFTP_INITRAMFS`]: `vmlinuz`, `boot.ipxe`,
+/// `pxelinux.cfg/default`.
+pub fn write_tftp_dir(dir: &Path, kernel: &Path, cmdline: &str) -> Result<()> {
     std::fs::create_dir_all(dir.join("pxelinux.cfg"))?;
     std::fs::copy(kernel, dir.join("vmlinuz"))
         .with_context(|| format!("cannot copy the kernel {}", kernel.display()))?;
-    if initramfs != dir.join("initrd.img") {
-        std::fs::rename(initramfs, dir.join("initrd.img"))?;
-    }
     std::fs::write(dir.join("boot.ipxe"), ipxe_script(cmdline))?;
     std::fs::write(dir.join("pxelinux.cfg/default"), pxelinux_config(cmdline))?;
     Ok(())

@@ -74,7 +74,7 @@ pub enum RootVia {
 
 /// What a netboot needs kept alive during the boot, and what it adds to the boot.
 struct Netboot {
-    _server: crate::serve::NfsServer,
+    server: crate::serve::NfsServer,
     initramfs: PathBuf,
     root: String,
     modules: Vec<String>,
@@ -125,9 +125,8 @@ impl QemuCmd {
             log::info!("kernel {} from {}", c.version, c.image.display());
         }
         let initrd = self.initrd.clone().or(kernel.initrd.clone());
-        if self.root.is_some() {
-            crate::image::netboot::image_root(&self.image)?;
-        }
+        // The folder a netboot serves, found before anything is written to --out.
+        let netboot_root = self.root.map(|_| crate::image::netboot::image_root(&self.image)).transpose()?;
         let sock = self.out.join("qemu-channel.sock");
         // The listener, the wiring and the disk come before anything is written to --out.
         // For --channel tcp the collector listens before the guest can connect; port 0 picks a free one.
@@ -152,8 +151,9 @@ impl QemuCmd {
         }
         std::fs::create_dir_all(&self.out)
             .with_context(|| format!("cannot create {}", self.out.display()))?;
-        let net = match self.root {
-            Some(RootVia::Nfs) => Some(self.netboot(&arch, &kernel, &wired)?),
+        // `--root nfs` is the one way yet: the folder is served over NFSv4.
+        let net = match &netboot_root {
+            Some(root) => Some(self.netboot(&arch, &kernel, &wired, root)?),
             None => None,
         };
         let mut wired = wired;
@@ -256,7 +256,7 @@ impl QemuCmd {
         }
         let _ = std::fs::remove_file(&sock);
         if let Some(n) = &net {
-            n._server.copy_log(&self.out.join("nfs-server.log"));
+            n.server.copy_log(&self.out.join("nfs-server.log"));
         }
         drop(net);
         session?;
@@ -272,28 +272,24 @@ impl QemuCmd {
         arch: &crate::platform::Arch,
         kernel: &kernel::Kernel,
         wired: &cmdline::ChannelWiring,
+        root: &Path,
     ) -> Result<Netboot> {
-        let root = crate::image::netboot::image_root(&self.image)?;
         let modules_dir = self.kernel_modules.clone().or(kernel.modules.clone()).with_context(|| {
             format!("the modules folder of {} is not known: pass --kernel-modules", kernel.image.display())
         })?;
         let nic = &cmdline::wiring_of(&arch.target, "a NIC for the NFS root")?.tcp;
-        let mut load = wired.modules.clone();
-        for m in &nic.modules {
-            if !load.contains(m) {
-                load.push(m.clone());
-            }
-        }
+        // write_initramfs adds each name once to what the image already loads.
+        let load = [wired.modules.as_slice(), nic.modules.as_slice()].concat();
         let initramfs = self.out.join("netboot-initrd.img");
         let made =
-            crate::image::netboot::write_initramfs(&root, Some(&modules_dir), &load, &["nfsv4"], &initramfs)?;
+            crate::image::netboot::write_initramfs(root, Some(&modules_dir), &load, &["nfsv4"], &initramfs)?;
         let port = crate::serve::free_loopback_port()?;
         let listen = std::net::SocketAddrV4::new(std::net::Ipv4Addr::LOCALHOST, port);
-        let server = crate::serve::NfsServer::start(&root, listen, 4, 0)?;
+        let server = crate::serve::NfsServer::start(root, listen, 4, 0)?;
         log::info!("serving {} over NFSv4 on {listen}", server.dir.display());
         // No server address: the agent mounts from the DHCP server, as on a lab's network.
         let root_word = format!("nfs::{},vers=4.2,port={port}", crate::serve::PSEUDO);
-        Ok(Netboot { _server: server, initramfs, root: root_word, modules: made.loads })
+        Ok(Netboot { server, initramfs, root: root_word, modules: made.loads })
     }
 }
 

@@ -171,9 +171,19 @@ pub const MARK_UNAME: &str = "usr/share/stage3/uname-m";
 pub const MARK_HELLO: &str = "usr/share/stage3/hello";
 pub const HELLO_TEXT: &str = "stage 3 was built on the target";
 
-/// A stage 3 bundle in BuildStream's source-bundle layout: `probe` records `uname -m` and
-/// the kernel's idea of the machine; `hello` writes a file from the first one's output.
-pub fn stage3_bundle(out: &Path) {
+/// `build-probe`: records `uname -m` and the kernel's idea of the machine.
+pub fn probe_module() -> (&'static str, String) {
+    ("probe", format!("#!/bin/sh\nset -e\nmkdir -p /usr/share/stage3\nuname -m > /{MARK_UNAME}\necho \"probe: $(uname -m), $(uname -r)\"\n"))
+}
+
+/// `build-hello`: writes a file from the probe's output.
+pub fn hello_module() -> (&'static str, String) {
+    ("hello", format!("#!/bin/sh\nset -e\necho '{HELLO_TEXT}' > /{MARK_HELLO}\ncat /{MARK_UNAME} >> /{MARK_HELLO}\necho built hello\n"))
+}
+
+/// A stage 3 bundle in BuildStream's source-bundle layout whose `build.sh` runs
+/// `source/build-NAME` for each module in order.
+pub fn bundle_of(out: &Path, modules: &[(&str, String)]) {
     let top = out.with_extension("d").join("stage3");
     let _ = std::fs::remove_dir_all(top.parent().unwrap());
     std::fs::create_dir_all(top.join("source")).unwrap();
@@ -182,10 +192,17 @@ pub fn stage3_bundle(out: &Path) {
         std::fs::write(top.join(p), s).unwrap();
         std::fs::set_permissions(top.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
     };
-    w("build.sh", "#!/bin/sh\nset -eu\nexport PATH='/usr/bin:/usr/sbin:/sbin:/bin:/tools/bin:/tools/sbin'\nexport SRCDIR='./source'\nfor module in probe hello ; do\n    CURRENT_MODULE=\"$module\"\n    \"$SRCDIR/build-$module\"\ndone\n");
-    w("source/build-probe", &format!("#!/bin/sh\nset -e\nmkdir -p /usr/share/stage3\nuname -m > /{MARK_UNAME}\necho \"probe: $(uname -m), $(uname -r)\"\n"));
-    w("source/build-hello", &format!("#!/bin/sh\nset -e\necho '{HELLO_TEXT}' > /{MARK_HELLO}\ncat /{MARK_UNAME} >> /{MARK_HELLO}\necho built hello\n"));
+    let names: Vec<&str> = modules.iter().map(|(n, _)| *n).collect();
+    w("build.sh", &format!("#!/bin/sh\nset -eu\nexport PATH='/usr/bin:/usr/sbin:/sbin:/bin:/tools/bin:/tools/sbin'\nexport SRCDIR='./source'\nfor module in {} ; do\n    CURRENT_MODULE=\"$module\"\n    \"$SRCDIR/build-$module\"\ndone\n", names.join(" ")));
+    for (name, script) in modules {
+        w(&format!("source/build-{name}"), script);
+    }
     run(Command::new("tar").arg("-czf").arg(out).arg("-C").arg(top.parent().unwrap()).arg("stage3"));
+}
+
+/// The two-module bundle of the cross scenarios: `probe`, then `hello`.
+pub fn stage3_bundle(out: &Path) {
+    bundle_of(out, &[probe_module(), hello_module()]);
 }
 
 /// `stagehand image` for `c`: a gzip initramfs carrying the kernel's modules.

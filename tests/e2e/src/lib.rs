@@ -43,4 +43,12 @@ pub fn sha256sum(file: &Path) -> String {
     String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
 }
 
+/// The child of `pid` whose command name starts with `name` (QEMU under `stagehand qemu`).
+pub fn child_named(pid: u32, name: &str) -> Option<u32> {
+    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
+    children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()).find(|c| {
+        std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|comm| comm.trim().starts_with(name))
+    })
+}
+
 pub mod x86;

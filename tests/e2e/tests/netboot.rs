@@ -4,7 +4,7 @@
 //! agent mounting the folder as its root and switching to it, the build running there.
 
 use stagehand_e2e::cross::{self, stagehand, Cross, ARMV8L64, X86_64};
-use stagehand_e2e::run;
+use stagehand_e2e::{child_named, run};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,34 +12,8 @@ use std::time::{Duration, Instant};
 /// A bundle of three modules: `probe`, `slow` (sleeps for `e2e.sleep=N` of the kernel
 /// command line, none by default) and `hello`.
 fn slow_bundle(out: &Path) {
-    let top = out.with_extension("d").join("stage3");
-    let _ = std::fs::remove_dir_all(top.parent().unwrap());
-    std::fs::create_dir_all(top.join("source")).unwrap();
-    let w = |p: &str, s: &str| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::write(top.join(p), s).unwrap();
-        std::fs::set_permissions(top.join(p), std::fs::Permissions::from_mode(0o755)).unwrap();
-    };
-    w("build.sh", "#!/bin/sh\nset -eu\nexport PATH='/usr/bin:/usr/sbin:/sbin:/bin:/tools/bin'\nfor module in probe slow hello ; do\n    ./source/build-$module\ndone\n");
-    w(
-        "source/build-probe",
-        &format!(
-            "#!/bin/sh\nset -e\nmkdir -p /usr/share/stage3\nuname -m > /{}\necho probe: $(uname -m)\n",
-            cross::MARK_UNAME
-        ),
-    );
-    w("source/build-slow", "#!/bin/sh\nset -e\nsecs=$(tr ' ' '\\n' </proc/cmdline | sed -n 's/^e2e.sleep=//p')\necho \"slow: started (sleep ${secs:-0})\"\nsleep \"${secs:-0}\"\necho slow: done\n");
-    w(
-        "source/build-hello",
-        &format!(
-            "#!/bin/sh\nset -e\necho '{}' > /{}\ncat /{} >> /{}\necho built hello\n",
-            cross::HELLO_TEXT,
-            cross::MARK_HELLO,
-            cross::MARK_UNAME,
-            cross::MARK_HELLO
-        ),
-    );
-    run(Command::new("tar").arg("-czf").arg(out).arg("-C").arg(top.parent().unwrap()).arg("stage3"));
+    let slow = "#!/bin/sh\nset -e\nsecs=$(tr ' ' '\\n' </proc/cmdline | sed -n 's/^e2e.sleep=//p')\necho \"slow: started (sleep ${secs:-0})\"\nsleep \"${secs:-0}\"\necho slow: done\n";
+    cross::bundle_of(out, &[cross::probe_module(), ("slow", slow.to_string()), cross::hello_module()]);
 }
 
 /// `stagehand image --format dir` of a busybox stage 2 and the slow bundle.
@@ -68,13 +42,6 @@ fn netboot(c: &Cross, image: &Path, out: &Path, append: Option<&str>) -> Command
         cmd.args(["--append", a]);
     }
     cmd
-}
-
-fn child_named(pid: u32, name: &str) -> Option<u32> {
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()).find(|c| {
-        std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|comm| comm.trim().starts_with(name))
-    })
 }
 
 /// What every netboot run must show: the DHCP lease, the NFS mount and the switch in the

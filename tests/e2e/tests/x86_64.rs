@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use stagehand_e2e::x86::*;
-use stagehand_e2e::{run, sha256sum, workspace};
+use stagehand_e2e::{child_named, run, sha256sum, workspace};
 
 /// What the stage 3 of e2e-project leaves in the packed sysroot (debootstrap stage 2,
 /// Debian's own folders excluded, mtimes clamped), as `tar -tvf --full-time
@@ -319,13 +319,6 @@ fn f_failing_module_reports_and_powers_off() {
 }
 
 /// The first process named `name` among the children of `pid`.
-fn child_named(pid: u32, name: &str) -> Option<u32> {
-    let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()).find(|c| {
-        std::fs::read_to_string(format!("/proc/{c}/comm")).is_ok_and(|comm| comm.trim().starts_with(name))
-    })
-}
-
 /// A free TCP port on 127.0.0.1 (bound, then released).
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
